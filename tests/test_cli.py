@@ -1,0 +1,143 @@
+"""`fisao world` and `fisao eval chair` from the shell: the DESIGN.md contract, determinism, and one-line user errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SMALL = ['--n-train', '200', '--n-calib', '20', '--n-val', '60', '--n-val-prior', '20', '--quiet']
+
+
+def fisao(*args, cwd=None, check=True):
+    r = subprocess.run([sys.executable, '-m', 'fisao.cli', *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    if check and r.returncode != 0:
+        raise AssertionError(f"fisao {' '.join(map(str, args))} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp('world')
+    fisao('world', '--out', out, *SMALL)
+    return out
+
+
+def test_world_layout_matches_contract(world):
+    for split in ('train', 'calib', 'val'):
+        assert (world / 'annotations' / f'instances_{split}.json').is_file()
+        assert (world / 'annotations' / f'captions_{split}.json').is_file()
+        assert any((world / 'images' / split).glob('*.png'))
+    assert (world / 'vocab.txt').read_text().splitlines()[0].startswith('circle')
+
+
+def test_world_is_byte_identical_for_same_seed_and_differs_for_another(world, tmp_path):
+    fisao('world', '--out', tmp_path / 'again', *SMALL)
+    fisao('world', '--out', tmp_path / 'other', *SMALL, '--seed', '1')
+    files = sorted(p.relative_to(world) for p in world.rglob('*') if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / 'again') for p in (tmp_path / 'again').rglob('*') if p.is_file())
+    for f in files:
+        assert (world / f).read_bytes() == (tmp_path / 'again' / f).read_bytes(), f
+    assert (world / 'annotations/instances_val.json').read_bytes() != (tmp_path / 'other/annotations/instances_val.json').read_bytes()
+
+
+def test_pycocotools_loads_world(world):
+    from pycocotools.coco import COCO
+    import contextlib, io
+    with contextlib.redirect_stdout(io.StringIO()):
+        inst = COCO(str(world / 'annotations/instances_val.json'))
+        caps = COCO(str(world / 'annotations/captions_val.json'))
+    assert len(inst.getImgIds()) == 60 and len(caps.getAnnIds()) >= 2 * 60
+    assert len(inst.getCatIds()) >= 8
+    ann = inst.loadAnns(inst.getAnnIds())[0]
+    assert int(inst.annToMask(ann).sum()) == int(ann['area'])
+    img = inst.loadImgs(ann['image_id'])[0]
+    from PIL import Image
+    assert Image.open(world / 'images/val' / img['file_name']).size == (64, 64)
+    # ≥ 2 reference captions per image, worded differently
+    per = {}
+    for a in caps.dataset['annotations']:
+        per.setdefault(a['image_id'], []).append(a['caption'])
+    assert all(len(v) >= 2 and len(set(v)) == len(v) for v in per.values())
+
+
+def _captions_as_generations(world, split, path):
+    anns = json.loads((world / f'annotations/captions_{split}.json').read_text())['annotations']
+    path.write_text('\n'.join(json.dumps({'image_id': a['image_id'], 'caption': a['caption']}) for a in anns) + '\n')
+    return anns
+
+
+def test_chair_on_clean_references_is_zero_with_full_recall(world, tmp_path):
+    _captions_as_generations(world, 'val', tmp_path / 'gen.jsonl')
+    fisao('eval', 'chair', '--generations', tmp_path / 'gen.jsonl', '--instances', world / 'annotations/instances_val.json',
+          '--vocab', world / 'vocab.txt', '--out', tmp_path / 'chair.json')
+    res = json.loads((tmp_path / 'chair.json').read_text())
+    for key in ('chair_s', 'chair_i', 'recall', 'len', 'n_images', 'n_mentions', 'singularizer'):
+        assert key in res
+    assert (res['chair_i'], res['chair_s'], res['recall']) == (0.0, 0.0, 1.0)
+    assert res['n_images'] == 60 and res['n_mentions'] > 60
+
+
+def test_chair_flags_exactly_the_injected_noise(world, tmp_path):
+    anns = _captions_as_generations(world, 'train', tmp_path / 'gen.jsonl')
+    assert sum(bool(a['noise']) for a in anns) > 20  # the default caption_noise injects some
+    fisao('eval', 'chair', '--generations', tmp_path / 'gen.jsonl', '--instances', world / 'annotations/instances_train.json',
+          '--vocab', world / 'vocab.txt', '--out', tmp_path / 'chair.json')
+    per = [json.loads(l) for l in (tmp_path / 'chair.per_caption.jsonl').read_text().splitlines()]
+    assert [p['hallucinated'] for p in per] == [sorted(a['noise']) for a in anns]
+    res = json.loads((tmp_path / 'chair.json').read_text())
+    assert res['recall'] == 1.0
+    assert res['chair_s'] == pytest.approx(sum(bool(a['noise']) for a in anns) / len(anns))
+
+
+def test_noisy_training_captions_never_enter_ground_truth(world, tmp_path):
+    "Passing the noisy training captions as --captions must not turn injected objects into ground truth."
+    anns = _captions_as_generations(world, 'train', tmp_path / 'gen.jsonl')
+    fisao('eval', 'chair', '--generations', tmp_path / 'gen.jsonl', '--instances', world / 'annotations/instances_train.json',
+          '--captions', world / 'annotations/captions_train.json', '--vocab', world / 'vocab.txt', '--out', tmp_path / 'c.json')
+    per = [json.loads(l) for l in (tmp_path / 'c.per_caption.jsonl').read_text().splitlines()]
+    assert [p['hallucinated'] for p in per] == [sorted(a['noise']) for a in anns]
+
+
+def test_golden_coco_case_through_cli(tmp_path):
+    cats = [{'id': 1, 'name': 'person'}, {'id': 18, 'name': 'dog'}, {'id': 62, 'name': 'chair'}, {'id': 67, 'name': 'dining table'}]
+    images = [{'id': i, 'file_name': f'COCO_val2014_{i:012d}.jpg', 'width': 64, 'height': 48} for i in (42, 73, 101)]
+    inst = [(42, 1), (42, 1), (42, 18), (73, 62), (73, 67), (101, 1)]
+    (tmp_path / 'inst.json').write_text(json.dumps({'images': images, 'categories': cats, 'annotations': [
+        {'id': k, 'image_id': i, 'category_id': c, 'bbox': [0, 0, 10, 10], 'area': 100, 'iscrowd': 0} for k, (i, c) in enumerate(inst)]}))
+    (tmp_path / 'caps.json').write_text(json.dumps({'images': images, 'annotations': [
+        {'id': 1, 'image_id': 42, 'caption': 'A man walking his dog.'}, {'id': 2, 'image_id': 73, 'caption': 'A wooden table with chairs.'},
+        {'id': 3, 'image_id': 101, 'caption': 'A woman on a couch.'}]}))
+    (tmp_path / 'gen.jsonl').write_text('\n'.join(json.dumps(g) for g in [
+        {'image_id': 42, 'caption': 'A man and his dogs are next to a red car.'},
+        {'image_id': 73, 'caption': 'A dining table with a laptop computer and a toilet seat.'},
+        {'image_id': 101, 'caption': 'A woman sitting on a sofa.'}]))
+    r = fisao('eval', 'chair', '--generations', tmp_path / 'gen.jsonl', '--instances', tmp_path / 'inst.json',
+              '--captions', tmp_path / 'caps.json', '--out', tmp_path / 'out.json')
+    res = json.loads((tmp_path / 'out.json').read_text())
+    assert res['chair_s'] == pytest.approx(2 / 3) and res['chair_i'] == pytest.approx(3 / 8) and res['recall'] == pytest.approx(5 / 6)
+    assert res['rules'] == 'coco' and res['ground_truth'] == 'instances+captions'
+    assert 'CHAIR_i  37.50' in r.stdout
+
+
+def test_help_everywhere():
+    for args in ([], ['world'], ['eval'], ['eval', 'chair'], ['demo'], ['info']):
+        r = fisao(*args, '--help')
+        assert 'usage: fisao' in r.stdout
+
+
+def test_user_error_is_one_line_and_debug_shows_traceback(tmp_path):
+    r = fisao('eval', 'chair', '--generations', tmp_path / 'missing.jsonl', '--instances', tmp_path / 'x.json', check=False)
+    assert r.returncode == 2
+    assert r.stderr.strip().count('\n') == 0 and 'missing.jsonl' in r.stderr and 'Traceback' not in r.stderr
+    r = fisao('--debug', 'eval', 'chair', '--generations', tmp_path / 'missing.jsonl', '--instances', tmp_path / 'x.json', check=False)
+    assert r.returncode != 0 and 'Traceback' in r.stderr
+
+
+def test_demo_quick_runs_what_exists(tmp_path):
+    r = fisao('demo', '--quick', '--out', tmp_path / 'demo')
+    res = json.loads((tmp_path / 'demo/results.json').read_text())
+    assert res['quick'] is True and res['pending_stages']
+    clean = res['reference_captions']['reference captions, val (clean)']
+    assert (clean['chair_i'], clean['recall']) == (0.0, 1.0)
+    assert 'Not yet in this version' in r.stdout
