@@ -18,8 +18,8 @@ from . import __version__
 from .core import DataError, FisaoError, field_docs, logger, read_json, require_path, write_json
 
 # %% auto 0
-__all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_demo', 'cmd_info', 'build_parser',
-           'main']
+__all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_pretrain', 'print_pretrain_summary',
+           'cmd_demo', 'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -90,33 +90,66 @@ def cmd_eval_chair(args) -> dict:
     return res
 
 # %% ../nbs/13_cli.ipynb
-PENDING_STAGES = ('tiny CLIP + tiny LLaVA pretraining', 'verifier calibration', 'FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
+def cmd_pretrain(args) -> dict:
+    "Pretrain (or load from cache) the tiny models under `args.out` and print `pretrain.json`'s headline numbers."
+    from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
+    from fisao.shapeworld import WorldConfig
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig) if hasattr(args, f.name)}
+    base = quick_pretrain_config() if args.quick else PretrainConfig()
+    changed = {k: v for k, v in fields.items() if v != getattr(PretrainConfig(), k)}  # flags the user set
+    cfg = PretrainConfig(**{**base.to_dict(), **changed})
+    meta = pretrain(args.out, cfg, quick_world_config() if args.quick else WorldConfig(), progress=not args.quiet, force=args.force)
+    print(f"tiny models {'reused from cache' if meta['cached'] else 'trained'} in {args.out} (key {meta['cache_key']})")
+    print_pretrain_summary(meta)
+    return meta
+
+def print_pretrain_summary(meta:dict) -> None:
+    "Print the pretraining targets from a `pretrain.json` dict."
+    t = meta['timings']
+    rows = [('verifier AUROC, mentions (correct vs hallucinated)', meta['verifier_auroc_mentions'], 'target >= 0.90'),
+            ('verifier AUROC, present vs absent shapes', meta['verifier_auroc_present_absent'], ''),
+            ('SFT policy CHAIR_i, val (priors broken)', meta['sft_val_chair_i'], 'target >= 0.15'),
+            ('SFT policy recall, val', meta['sft_val_recall'], 'target >= 0.80'),
+            ('SFT policy CHAIR_i, val_prior (train distribution)', meta['sft_traindist_chair_i'], ''),
+            ('CLIP + SFT time [s]', t['pretrain_s'], 'target <= 300 (2-core CPU)'),
+            ('peak RSS [MB]', meta['peak_rss_mb'], 'target <= 3000')]
+    for name, v, goal in rows: print(f"  {name:<52}{v:9.3f}  {goal}")
+
+# %% ../nbs/13_cli.ipynb
+PENDING_STAGES = ('verifier calibration', 'FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
 
 def cmd_demo(args) -> dict:
     "Run the ShapeWorld pipeline stages that exist so far; write `OUT/results.json`."
     from fisao.chair import Chair, ChairVocab, evaluate, ground_truth
     from fisao.data import load_coco
-    from fisao.shapeworld import WorldConfig, build_world, world_paths
-    out, timings = Path(args.out), {}
-    cfg = WorldConfig(n_train=1000, n_calib=100, n_val=200, n_val_prior=100) if args.quick else WorldConfig()
-    world = out / 'world'
+    from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
+    from fisao.shapeworld import WorldConfig, world_paths
+    out, timings, t_all = Path(args.out), {}, time.perf_counter()
     t0 = time.perf_counter()
-    meta_path = world / 'world.json'
-    if meta_path.exists() and read_json(meta_path).get('fingerprint') == cfg.fingerprint(): print(f"[world] cached at {world}")
-    else: build_world(world, cfg, progress=True); print(f"[world] written to {world}")
-    timings['world'] = time.perf_counter() - t0
-    t0, rows = time.perf_counter(), {}
+    meta = pretrain(out / 'pretrain', quick_pretrain_config() if args.quick else PretrainConfig(),
+                    quick_world_config() if args.quick else WorldConfig(), progress=True)
+    timings['pretrain'] = time.perf_counter() - t0
+    print(f"[pretrain] tiny CLIP + tiny LLaVA {'reused from cache' if meta['cached'] else 'trained'} in {out / 'pretrain'}")
+    world, rows = out / 'pretrain' / 'world', {}
+    t0 = time.perf_counter()
     chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
     for split in ('train', 'val'):
         P = world_paths(world, split)
-        caps = [a for a in json.loads(P['captions'].read_text())['annotations']]
-        r = evaluate(chair, caps, ground_truth(chair, load_coco(P['instances'])))
+        r = evaluate(chair, read_json(P['captions'])['annotations'], ground_truth(chair, load_coco(P['instances'])))
         r.pop('per_caption'); rows[f'reference captions, {split}' + (' (noisy by design)' if split == 'train' else ' (clean)')] = r
     timings['chair'] = time.perf_counter() - t0
+    sft = {'chair_s': meta['sft_val_chair_s'], 'chair_i': meta['sft_val_chair_i'], 'recall': meta['sft_val_recall'], 'len': meta['sft_val_len'],
+           'dup_per_caption': meta['sft_val_dup_per_caption']}
+    rows['SFT policy, val (greedy)'] = sft
+    rows['SFT policy, val_prior (greedy)'] = {k: meta[f'sft_traindist_{k}'] for k in ('chair_s', 'chair_i', 'recall', 'len')}
     print(f"\n{'':<44}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>7}")
     for name, r in rows.items(): print(f"{name:<44}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}{100 * r['recall']:8.1f}{r['len']:7.1f}")
-    print('\nNot yet in this version (later notebooks add them): ' + '; '.join(PENDING_STAGES))
-    res = {'methods': {}, 'reference_captions': rows, 'world': {'path': str(world), 'fingerprint': cfg.fingerprint()},
+    print(f"\nverifier AUROC on the SFT policy's val mentions: {meta['verifier_auroc_mentions']:.3f} "
+          f"({meta['n_correct_mentions']} correct, {meta['n_hallucinated_mentions']} hallucinated)")
+    print('Not yet in this version (later notebooks add them): ' + '; '.join(PENDING_STAGES))
+    timings['total'] = time.perf_counter() - t_all
+    print('timings: ' + ', '.join(f'{k} {v:.0f}s' for k, v in timings.items()))
+    res = {'methods': {'sft': sft}, 'reference_captions': rows, 'pretrain': {k: v for k, v in meta.items() if k != 'log'},
            'pending_stages': list(PENDING_STAGES), 'timings': timings, 'quick': bool(args.quick)}
     write_json(out / 'results.json', res); print(f"results → {out / 'results.json'}")
     return res
@@ -139,6 +172,7 @@ def cmd_info(args) -> dict:
 # %% ../nbs/13_cli.ipynb
 def build_parser() -> argparse.ArgumentParser:
     "The `fisao` argument parser with all subcommands."
+    from fisao.pretrain import PretrainConfig
     from fisao.shapeworld import WorldConfig
     p = argparse.ArgumentParser(prog='fisao', description='FiSAO: token-level self-alignment of VLMs with their own vision encoder as verifier.')
     p.add_argument('--version', action='version', version=f'fisao {__version__}')
@@ -161,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--out', type=Path, help='write the summary JSON here')
     c.add_argument('--per-caption', type=Path, help='write per-caption mentions here (default: next to --out)')
     c.set_defaults(func=cmd_eval_chair)
+    pt = sub.add_parser('pretrain', help="train (or reuse) ShapeWorld's tiny CLIP + tiny LLaVA", description="Train ShapeWorld's tiny CLIP (verifier) and tiny LLaVA (policy), or reuse them from the cache in --out.")
+    pt.add_argument('--out', type=Path, default=Path('runs/pretrain'), help='output directory (default: runs/pretrain)')
+    pt.add_argument('--quick', action='store_true', help='small world and schedule (smoke test; does not meet the targets)')
+    pt.add_argument('--force', action='store_true', help='retrain even if the cache matches')
+    pt.add_argument('--quiet', action='store_true', help='no progress bars')
+    _add_dataclass_args(pt, PretrainConfig)
+    pt.set_defaults(func=cmd_pretrain)
     d = sub.add_parser('demo', help='run the ShapeWorld demo', description='Run the whole method on ShapeWorld on the CPU.')
     d.add_argument('--out', type=Path, default=Path('runs/demo'), help='run directory (default: runs/demo)')
     d.add_argument('--quick', action='store_true', help='a small configuration for CI (< 1 min)')

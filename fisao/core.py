@@ -19,7 +19,7 @@ import torch
 # %% auto 0
 __all__ = ['logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'require_path', 'seed_everything',
            'atomic_write', 'write_json', 'read_json', 'field_docs', 'masked_mean', 'masked_var', 'masked_whiten',
-           'logprobs_from_logits']
+           'auroc', 'logprobs_from_logits']
 
 # %% ../nbs/00_core.ipynb
 class FisaoError(Exception):
@@ -120,6 +120,15 @@ def masked_whiten(values:torch.Tensor, mask:torch.Tensor, shift_mean:bool=True, 
     whitened = (values - mean) * torch.rsqrt(var + eps)
     if not shift_mean: whitened = whitened + mean
     return whitened * mask.to(values.dtype)
+
+# %% ../nbs/00_core.ipynb
+def auroc(pos, neg) -> float:
+    "Area under the ROC curve for scores `pos` (positives) vs `neg` (negatives), ties counted half; NaN if either is empty."
+    pos, neg = np.asarray(pos, dtype=float).ravel(), np.asarray(neg, dtype=float).ravel()
+    if len(pos) == 0 or len(neg) == 0: return float('nan')
+    _, inv, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inv]  # average rank of each value: ties count half
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 # %% ../nbs/00_core.ipynb
 def logprobs_from_logits(logits:torch.Tensor, labels:torch.Tensor) -> torch.Tensor:

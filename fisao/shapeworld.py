@@ -52,8 +52,14 @@ class WorldConfig:
     "Fewest shapes per image."
     max_objects: int = 3
     "Most shapes per image (raise it, with `detail`, for longer captions)."
-    object_size: float = 0.34
-    "Shape diameter as a fraction of `image_size` (0.34 → 22 px at 64 px)."
+    layout: str = 'grid'
+    "'grid': each shape centred in its own cell of a `grid`×`grid` lattice (at 64 px and 4×4, a cell is one 16-px ViT patch); 'free': anywhere, no overlap."
+    grid: int = 4
+    "Cells per side of the 'grid' layout."
+    jitter: float = 1.0
+    "Random offset of a shape from its cell centre, in pixels ('grid' layout)."
+    object_size: float = 0.2
+    "Shape diameter as a fraction of `image_size` (0.2 → 13 px at 64 px: inside one 16-px cell)."
     shapes: tuple = SHAPES
     "Category names, in category-id order (ids start at 1)."
     colors: tuple = tuple(COLORS)
@@ -62,8 +68,8 @@ class WorldConfig:
     "Co-occurrence pairs: in prior-following splits an added shape is usually the missing partner of a present one."
     prior_strength: float = 0.8
     "Probability that each added shape in a prior-following image is a missing partner (else uniform)."
-    caption_noise: float = 0.25
-    "Fraction of training captions that name one absent shape (the injected hallucination)."
+    caption_noise: float = 0.5
+    "Fraction of training captions that name one absent shape (the injected hallucination; 0.5 makes it the greedy choice in some contexts)."
     noise_partner_p: float = 0.9
     "Probability that a noisy caption's absent shape is a partner of a present one (else any absent shape)."
     captions_per_image: int = 3
@@ -94,9 +100,15 @@ class WorldConfig:
         if not self.colors or not set(self.colors) <= set(COLORS): raise ConfigError(f"world.colors must be names from {tuple(COLORS)}, got {self.colors}")
         for p in self.partners:
             if len(p) != 2 or not set(p) <= set(self.shapes) or p[0] == p[1]: raise ConfigError(f"world.partners entries must be pairs of distinct shapes from world.shapes, got {p}")
-        # can max_objects shapes of this size fit without overlap? (loose packing bound)
+        if self.layout not in ('grid', 'free'): raise ConfigError(f"world.layout must be 'grid' or 'free', got {self.layout!r}")
         r = self.radius
-        if self.max_objects * (2 * r + 2) ** 2 > 0.55 * self.image_size ** 2:
+        if self.layout == 'grid':
+            if not isinstance(self.grid, int) or self.grid < 1: raise ConfigError(f"world.grid must be a positive integer, got {self.grid!r}")
+            cell = self.image_size / self.grid
+            if self.max_objects > self.grid ** 2: raise ConfigError(f"world.max_objects={self.max_objects} exceeds the {self.grid}x{self.grid} grid's cells")
+            if 2 * (r + self.jitter) > cell: raise ConfigError(f"world.object_size={self.object_size} with jitter {self.jitter}px does not fit a {cell:.0f}px grid cell; lower object_size or jitter, or raise image_size")
+        # can max_objects shapes of this size fit without overlap? (loose packing bound)
+        elif self.max_objects * (2 * r + 2) ** 2 > 0.55 * self.image_size ** 2:
             raise ConfigError(f"world.max_objects={self.max_objects} shapes of object_size={self.object_size} do not fit in {self.image_size}px images; lower object_size or max_objects")
 
     @property
@@ -129,6 +141,12 @@ def sample_shapes(rng:np.random.Generator, cfg:WorldConfig, follow_prior:bool) -
 def sample_scene(rng:np.random.Generator, cfg:WorldConfig, follow_prior:bool) -> list:
     "Draw one image's objects as dicts `{shape, color, cx, cy}`, non-overlapping and inside the image."
     shapes, r, S = sample_shapes(rng, cfg, follow_prior), cfg.radius, cfg.image_size
+    if cfg.layout == 'grid':
+        cell = S / cfg.grid
+        cells = rng.choice(cfg.grid ** 2, size=len(shapes), replace=False)
+        return [{'shape': s, 'color': cfg.colors[int(rng.integers(len(cfg.colors)))],
+                 'cx': float((c % cfg.grid + 0.5) * cell + rng.uniform(-cfg.jitter, cfg.jitter)),
+                 'cy': float((c // cfg.grid + 0.5) * cell + rng.uniform(-cfg.jitter, cfg.jitter))} for s, c in zip(shapes, cells)]
     lo, hi, min_d = r + 1, S - r - 1, 2 * r + 2
     for _ in range(1000):
         centres = []

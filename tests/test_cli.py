@@ -1,19 +1,14 @@
 """`fisao world` and `fisao eval chair` from the shell: the DESIGN.md contract, determinism, and one-line user errors."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_helper import fisao
+
 SMALL = ['--n-train', '200', '--n-calib', '20', '--n-val', '60', '--n-val-prior', '20', '--quiet']
 
 
-def fisao(*args, cwd=None, check=True):
-    r = subprocess.run([sys.executable, '-m', 'fisao.cli', *map(str, args)], capture_output=True, text=True, cwd=cwd)
-    if check and r.returncode != 0:
-        raise AssertionError(f"fisao {' '.join(map(str, args))} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
-    return r
 
 
 @pytest.fixture(scope='module')
@@ -121,7 +116,7 @@ def test_golden_coco_case_through_cli(tmp_path):
 
 
 def test_help_everywhere():
-    for args in ([], ['world'], ['eval'], ['eval', 'chair'], ['demo'], ['info']):
+    for args in ([], ['world'], ['eval'], ['eval', 'chair'], ['pretrain'], ['demo'], ['info']):
         r = fisao(*args, '--help')
         assert 'usage: fisao' in r.stdout
 
@@ -132,12 +127,3 @@ def test_user_error_is_one_line_and_debug_shows_traceback(tmp_path):
     assert r.stderr.strip().count('\n') == 0 and 'missing.jsonl' in r.stderr and 'Traceback' not in r.stderr
     r = fisao('--debug', 'eval', 'chair', '--generations', tmp_path / 'missing.jsonl', '--instances', tmp_path / 'x.json', check=False)
     assert r.returncode != 0 and 'Traceback' in r.stderr
-
-
-def test_demo_quick_runs_what_exists(tmp_path):
-    r = fisao('demo', '--quick', '--out', tmp_path / 'demo')
-    res = json.loads((tmp_path / 'demo/results.json').read_text())
-    assert res['quick'] is True and res['pending_stages']
-    clean = res['reference_captions']['reference captions, val (clean)']
-    assert (clean['chair_i'], clean['recall']) == (0.0, 1.0)
-    assert 'Not yet in this version' in r.stdout

@@ -1,0 +1,75 @@
+"""`fisao demo --quick` end to end, and `fisao pretrain`'s contract: files, cache reuse, loading through the real path.
+
+One quick demo run (small world, short schedules: a smoke test of the code path, not of the targets) is shared by the
+tests of this module. The default configuration's targets are measured in nbs/06_pretrain.ipynb and benchmarks/RESULTS.md."""
+import json
+import time
+
+import pytest
+
+from cli_helper import fisao
+
+
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp('demo')
+    r = fisao('demo', '--quick', '--out', out)
+    return out, r
+
+
+def test_demo_quick_writes_results(demo):
+    out, r = demo
+    res = json.loads((out / 'results.json').read_text())
+    assert res['quick'] is True and res['pending_stages']
+    clean = res['reference_captions']['reference captions, val (clean)']
+    assert (clean['chair_i'], clean['recall']) == (0.0, 1.0)
+    for k in ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption'):
+        assert 0 <= res['methods']['sft'][k] <= (1 if k != 'len' and k != 'dup_per_caption' else 100)
+    assert 'Not yet in this version' in r.stdout and 'SFT policy, val (greedy)' in r.stdout
+
+
+def test_pretrain_json_contract(demo):
+    out, _ = demo
+    meta = json.loads((out / 'pretrain' / 'pretrain.json').read_text())
+    for k in ('verifier_auroc_mentions', 'verifier_auroc_present_absent', 'sft_val_chair_i', 'sft_val_recall',
+              'sft_traindist_chair_i', 'timings', 'peak_rss_mb', 'cache_key'):
+        assert k in meta, k
+    assert 0 <= meta['verifier_auroc_present_absent'] <= 1 and meta['timings']['pretrain_s'] > 0
+
+
+def test_pretrain_reuses_cache_and_force_is_needed_to_retrain(demo):
+    out, _ = demo
+    t0 = time.perf_counter()
+    r = fisao('pretrain', '--quick', '--out', out / 'pretrain', '--quiet')
+    assert 'reused from cache' in r.stdout and time.perf_counter() - t0 < 30
+    # a different config is a different key: it must not reuse
+    meta = json.loads((out / 'pretrain' / 'pretrain.json').read_text())
+    from fisao.pretrain import PretrainConfig, cache_key, quick_pretrain_config, quick_world_config
+    assert cache_key(quick_pretrain_config(), quick_world_config()) == meta['cache_key']
+    assert cache_key(PretrainConfig(), quick_world_config()) != meta['cache_key']
+
+
+def test_saved_models_load_through_the_real_path(demo):
+    out, _ = demo
+    import torch
+    from fisao.models import format_prompt, load_vlm
+    from fisao.pretrain import load_pretrained, load_world_split, _to_pil
+    llava, processor, clip, clip_processor = load_pretrained(out / 'pretrain')
+    model2, processor2, kind = load_vlm(out / 'pretrain' / 'llava')
+    assert kind == 'llava' and not any(p.requires_grad for p in model2.parameters())
+    ws = load_world_split(out / 'pretrain' / 'world', 'val', 2)
+    enc = processor(images=_to_pil(ws.images), text=[format_prompt('llava', 'Describe the image.', processor)] * 2, return_tensors='pt', padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(llava(**enc).logits, model2(**enc).logits)
+    # the verifier's vision half is the policy's vision tower, weight for weight
+    for k, v in clip.vision_model.state_dict().items():
+        torch.testing.assert_close(v, llava.model.vision_tower.state_dict()[k])
+
+
+def test_missing_pretrained_dir_is_named(tmp_path):
+    from fisao.core import MissingPathError
+    from fisao.pretrain import load_pretrained
+    with pytest.raises(MissingPathError, match='pretrained ShapeWorld models directory not found'):
+        load_pretrained(tmp_path / 'nothing')
