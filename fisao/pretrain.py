@@ -356,9 +356,10 @@ def pretrain_report(world, llava, processor, clip, clip_tok, cfg:PretrainConfig,
 
 # %% ../nbs/06_pretrain.ipynb
 def cache_key(cfg:PretrainConfig, world_cfg:WorldConfig) -> str:
-    "Identity of a pretraining run: config + world fingerprint + fisao version."
-    from fisao import __version__
-    blob = json.dumps({'pretrain': cfg.to_dict(), 'world': world_cfg.fingerprint(), 'fisao': __version__}, sort_keys=True)
+    "Identity of a pretraining run: config + world fingerprint + fisao version + the source of the modules that train."
+    from fisao import __version__, models, pretrain as this, shapeworld
+    code = hashlib.sha256(b''.join(Path(m.__file__).read_bytes() for m in (this, models, shapeworld))).hexdigest()[:12]
+    blob = json.dumps({'pretrain': cfg.to_dict(), 'world': world_cfg.fingerprint(), 'fisao': __version__, 'code': code}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 def _save_dir(path:Path, save) -> None:
