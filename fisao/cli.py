@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core import DataError, FisaoError, field_docs, logger, read_json, require_path, write_json
+from .core import DataError, FisaoError, atomic_write, field_docs, logger, read_json, require_path, write_json
 
 # %% auto 0
 __all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_pretrain', 'print_pretrain_summary',
@@ -56,14 +56,13 @@ def read_jsonl(path, what:str='JSONL file') -> list:
 
 def write_jsonl(path, rows) -> Path:
     "Write rows as JSON lines, atomically."
-    from fisao.core import atomic_write
     with atomic_write(path) as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n')
     return Path(path)
 
 def cmd_eval_chair(args) -> dict:
     "Score `--generations` with CHAIR against `--instances` (+ `--captions`)."
-    from fisao.chair import Chair, ChairVocab, evaluate, ground_truth
+    from fisao.chair import Chair, ChairVocab, evaluate, ground_truth, package_vocab_path
     from fisao.data import load_coco
     if args.generations is None:
         raise FisaoError("fisao eval chair needs --generations GEN.jsonl (lines {\"image_id\": int, \"caption\": str}); generating with a model arrives with the eval runner")
@@ -73,7 +72,7 @@ def cmd_eval_chair(args) -> dict:
         if not isinstance(g, dict) or 'image_id' not in g or 'caption' not in g:
             raise DataError(f"generations file {args.generations}, record {n}: needs fields 'image_id' and 'caption'")
     rules = args.rules or ('coco' if args.vocab is None else 'vocab')
-    vocab = ChairVocab.coco() if args.vocab is None and rules == 'coco' else ChairVocab.from_file(args.vocab or __import__('fisao.chair', fromlist=['x']).package_vocab_path('coco'), rules)
+    vocab = ChairVocab.from_file(args.vocab or package_vocab_path('coco'), rules)
     chair = Chair(vocab, args.singularizer)
     inst = load_coco(args.instances, 'instances')
     caps = load_coco(args.captions, 'captions') if args.captions else None
