@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core import DataError, FisaoError, atomic_write, field_docs, logger, read_json, require_path, write_json
+from .core import ConfigError, DataError, FisaoError, atomic_write, field_docs, logger, read_json, require_path, write_json
 
 # %% auto 0
 __all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_pretrain', 'print_pretrain_summary',
-           'cmd_demo', 'cmd_info', 'build_parser', 'main']
+           'shapeworld_models', 'cmd_calibrate', 'cmd_demo', 'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -115,18 +115,80 @@ def print_pretrain_summary(meta:dict) -> None:
     for name, v, goal in rows: print(f"  {name:<52}{v:9.3f}  {goal}")
 
 # %% ../nbs/13_cli.ipynb
-PENDING_STAGES = ('verifier calibration', 'FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
+def shapeworld_models(pretrained, quick:bool=False, progress:bool=True) -> dict:
+    "Pretrain (or reuse) ShapeWorld's tiny models under `pretrained`, holding a lock so concurrent commands share one build."
+    from fisao.core import file_lock
+    from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
+    from fisao.shapeworld import WorldConfig
+    with file_lock(Path(str(pretrained).rstrip('/') + '.lock')):
+        return pretrain(pretrained, quick_pretrain_config() if quick else PretrainConfig(), quick_world_config() if quick else WorldConfig(), progress=progress)
+
+def cmd_calibrate(args) -> dict:
+    "Calibrate the verifier on the policy's own captions; write `calibration.json` and its figure."
+    import numpy as np
+    from fisao.chair import Chair, ChairVocab, ground_truth
+    from fisao.data import image_file, load_coco, load_images
+    from fisao.models import load_vlm
+    from fisao.rewards import RewardConfig, plot_calibration
+    from fisao.verifier import FineGrainedVerifier, calibrate
+    t0 = time.perf_counter()
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    if args.model is None:  # ShapeWorld defaults
+        if any(x is not None for x in (args.clip, args.instances, args.images)):
+            raise ConfigError('--clip/--instances/--images need --model (without --model, calibrate runs on ShapeWorld)')
+        meta = shapeworld_models(args.pretrained, args.quick, progress=not args.quiet)
+        root = Path(args.pretrained)
+        model_path, clip_path, world = root / 'llava', root / 'clip', root / 'world'
+        from fisao.shapeworld import world_paths
+        P = world_paths(world, args.split)
+        instances, image_dir, vocab = P['instances'], P['images'], args.vocab or P['vocab']
+        data_name = f'shapeworld:{args.split}'
+    else:
+        for flag in ('clip', 'instances', 'images'):
+            if getattr(args, flag) is None: raise ConfigError(f'--model needs --{flag} too (see fisao calibrate --help)')
+        model_path, clip_path, instances, image_dir, vocab, data_name = args.model, args.clip, args.instances, args.images, args.vocab, str(args.instances)
+    chair = Chair(ChairVocab.from_file(vocab) if vocab else ChairVocab.coco(), singularizer=args.singularizer)
+    coco = load_coco(instances)
+    gt = ground_truth(chair, coco)
+    ids = sorted(gt)
+    if args.n_images and args.n_images < len(ids):
+        ids = sorted(int(i) for i in np.random.default_rng(args.seed).choice(ids, args.n_images, replace=False))
+    images, kept, skips = load_images([image_file(coco, i, image_dir) for i in ids])
+    if skips.total: print(f"skipped {skips!r}")
+    ids = [ids[k] for k in kept]
+    model, processor, kind = load_vlm(model_path, dtype=args.dtype, device_map=args.device)
+    if kind != 'llava': raise ConfigError(f"calibrate supports LLaVA models so far; {model_path} is {kind}")
+    verifier = FineGrainedVerifier.from_policy(model, clip_path, template=args.template)
+    cal = calibrate(model, processor, verifier, images, ids, gt, chair, args.instruction, max_new_tokens=args.max_new_tokens,
+                    batch=args.batch_size, progress=not args.quiet, model=str(model_path), data=data_name, calibration_image_ids=ids,
+                    seed=args.seed)
+    cal['time_s'] = time.perf_counter() - t0
+    write_json(args.out, cal)
+    fig_path = Path(args.out).with_suffix('.png')
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3)); plot_calibration(cal, RewardConfig(), ax); fig.tight_layout()
+    with atomic_write(fig_path, 'wb') as f: fig.savefig(f, format='png', dpi=90)
+    plt.close(fig)
+    print(f"calibration on {len(ids)} images ({data_name}): b_c {cal['b_c']:.4f}  b_h {cal['b_h']:.4f}  AUROC {cal['auroc']:.3f}  "
+          f"({cal['n_correct']} correct, {cal['n_hallucinated']} hallucinated mentions; policy CHAIR_i {cal['policy_chair_i']:.3f})")
+    if not cal['separable']: print('WARNING: b_c <= b_h: the verifier cannot separate; training will refuse this calibration')
+    print(f"calibration → {args.out}\nfigure      → {fig_path}")
+    return cal
+
+# %% ../nbs/13_cli.ipynb
+PENDING_STAGES = ('FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
 
 def cmd_demo(args) -> dict:
     "Run the ShapeWorld pipeline stages that exist so far; write `OUT/results.json`."
     from fisao.chair import Chair, ChairVocab, evaluate, ground_truth
     from fisao.data import load_coco
-    from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
-    from fisao.shapeworld import WorldConfig, world_paths
+    from fisao.shapeworld import world_paths
     out, timings, t_all = Path(args.out), {}, time.perf_counter()
     t0 = time.perf_counter()
-    meta = pretrain(out / 'pretrain', quick_pretrain_config() if args.quick else PretrainConfig(),
-                    quick_world_config() if args.quick else WorldConfig(), progress=True)
+    meta = shapeworld_models(out / 'pretrain', args.quick, progress=True)
     timings['pretrain'] = time.perf_counter() - t0
     print(f"[pretrain] tiny CLIP + tiny LLaVA {'reused from cache' if meta['cached'] else 'trained'} in {out / 'pretrain'}")
     world, rows = out / 'pretrain' / 'world', {}
@@ -137,6 +199,11 @@ def cmd_demo(args) -> dict:
         r = evaluate(chair, read_json(P['captions'])['annotations'], ground_truth(chair, load_coco(P['instances'])))
         r.pop('per_caption'); rows[f'reference captions, {split}' + (' (noisy by design)' if split == 'train' else ' (clean)')] = r
     timings['chair'] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cal_args = ['calibrate', '--pretrained', str(out / 'pretrain'), '--out', str(out / 'calibration.json'), '--quiet'] + (['--quick'] if args.quick else [])
+    print('[calibrate] ', end='')
+    cal = cmd_calibrate(build_parser().parse_args(cal_args))
+    timings['calibrate'] = time.perf_counter() - t0
     sft = {'chair_s': meta['sft_val_chair_s'], 'chair_i': meta['sft_val_chair_i'], 'recall': meta['sft_val_recall'], 'len': meta['sft_val_len'],
            'dup_per_caption': meta['sft_val_dup_per_caption']}
     rows['SFT policy, val (greedy)'] = sft
@@ -148,7 +215,8 @@ def cmd_demo(args) -> dict:
     print('Not yet in this version (later notebooks add them): ' + '; '.join(PENDING_STAGES))
     timings['total'] = time.perf_counter() - t_all
     print('timings: ' + ', '.join(f'{k} {v:.0f}s' for k, v in timings.items()))
-    res = {'methods': {'sft': sft}, 'reference_captions': rows, 'pretrain': {k: v for k, v in meta.items() if k != 'log'},
+    res = {'methods': {'sft': sft}, 'reference_captions': rows,
+           'calibration': {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'vision_weights_match')}, 'pretrain': {k: v for k, v in meta.items() if k != 'log'},
            'pending_stages': list(PENDING_STAGES), 'timings': timings, 'quick': bool(args.quick)}
     write_json(out / 'results.json', res); print(f"results → {out / 'results.json'}")
     return res
@@ -201,6 +269,29 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument('--quiet', action='store_true', help='no progress bars')
     _add_dataclass_args(pt, PretrainConfig)
     pt.set_defaults(func=cmd_pretrain)
+    cb = sub.add_parser('calibrate', help='measure b_c, b_h of the verifier on the policy\'s captions',
+                        description='Calibrate the fine-grained verifier: caption images with the policy, label mentions with CHAIR, score them. '
+                                    'With no model/data arguments: ShapeWorld (tiny models under --pretrained, the calib split).')
+    cb.add_argument('--out', type=Path, default=Path('calibration.json'), help='output JSON (default: calibration.json); the figure goes beside it (.png)')
+    cb.add_argument('--pretrained', type=Path, default=Path('runs/pretrain'), help='ShapeWorld tiny models directory, built if absent (default: runs/pretrain)')
+    cb.add_argument('--quick', action='store_true', help='ShapeWorld: the quick tiny models (smoke test)')
+    cb.add_argument('--split', default='calib', help='ShapeWorld split to calibrate on (default: calib)')
+    cb.add_argument('--model', type=Path, help='local LLaVA-1.5 model directory (real run)')
+    cb.add_argument('--clip', type=Path, help="local CLIP checkpoint directory: the verifier's text tower (real run)")
+    cb.add_argument('--instances', type=Path, help='COCO instances JSON of the calibration images (real run)')
+    cb.add_argument('--images', type=Path, help='image folder of --instances (real run)')
+    cb.add_argument('--vocab', type=Path, help='CHAIR vocabulary file (default: the COCO table, or the world\'s vocab.txt)')
+    cb.add_argument('--singularizer', default='noun', choices=('noun', 'none'), help='CHAIR singularizer (default: noun)')
+    cb.add_argument('--n-images', type=int, default=0, help='seeded sample of this many images (0 = all; paper: 5000)')
+    cb.add_argument('--seed', type=int, default=0, help='seed of the image sample (default: 0)')
+    cb.add_argument('--template', default='a photo of a {}', help="verifier text template (default: 'a photo of a {}'; '{}' = bare word)")
+    cb.add_argument('--instruction', default='Describe the image.', help="captioning instruction (default: 'Describe the image.')")
+    cb.add_argument('--max-new-tokens', type=int, default=40, help='caption length limit (default: 40)')
+    cb.add_argument('--batch-size', type=int, default=100, help='generation batch size (default: 100)')
+    cb.add_argument('--dtype', default='fp32', help='model dtype: fp32, bf16, fp16 (default: fp32)')
+    cb.add_argument('--device', default=None, help="device_map for the model, e.g. 'cuda:0' (default: CPU)")
+    cb.add_argument('--quiet', action='store_true', help='no progress bars')
+    cb.set_defaults(func=cmd_calibrate)
     d = sub.add_parser('demo', help='run the ShapeWorld demo', description='Run the whole method on ShapeWorld on the CPU.')
     d.add_argument('--out', type=Path, default=Path('runs/demo'), help='run directory (default: runs/demo)')
     d.add_argument('--quick', action='store_true', help='a small configuration for CI (< 1 min)')

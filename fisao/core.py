@@ -18,8 +18,8 @@ import torch
 
 # %% auto 0
 __all__ = ['logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'require_path', 'seed_everything',
-           'atomic_write', 'write_json', 'read_json', 'field_docs', 'masked_mean', 'masked_var', 'masked_whiten',
-           'auroc', 'logprobs_from_logits']
+           'atomic_write', 'write_json', 'read_json', 'file_lock', 'field_docs', 'masked_mean', 'masked_var',
+           'masked_whiten', 'auroc', 'logprobs_from_logits']
 
 # %% ../nbs/00_core.ipynb
 class FisaoError(Exception):
@@ -81,6 +81,18 @@ def read_json(path, what:str='JSON file'):
         raise DataError(f"{what} {p} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{what} {p} is not UTF-8 text: {e}") from None
+
+# %% ../nbs/00_core.ipynb
+@contextlib.contextmanager
+def file_lock(path):
+    "Hold an exclusive advisory lock on the file `path` (created if needed) for the duration of the block (POSIX `flock`)."
+    import fcntl
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try: yield path
+        finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb
 import ast

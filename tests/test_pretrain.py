@@ -73,3 +73,24 @@ def test_missing_pretrained_dir_is_named(tmp_path):
     from fisao.pretrain import load_pretrained
     with pytest.raises(MissingPathError, match='pretrained ShapeWorld models directory not found'):
         load_pretrained(tmp_path / 'nothing')
+
+
+def test_calibrate_cli_on_shapeworld(demo):
+    out, _ = demo
+    r = fisao('calibrate', '--quick', '--pretrained', out / 'pretrain', '--out', out / 'cal' / 'calibration.json', '--quiet')
+    cal = json.loads((out / 'cal' / 'calibration.json').read_text())
+    for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'scores', 'calibration_image_ids', 'vision_weights_match', 'model', 'data'):
+        assert k in cal, k
+    assert len(cal['scores']['correct']) == cal['n_correct'] > 0 and len(cal['scores']['hallucinated']) == cal['n_hallucinated'] > 0
+    assert cal['template'] == 'a photo of a {}' and cal['vision_weights_match'] is True and cal['data'] == 'shapeworld:calib'
+    assert (out / 'cal' / 'calibration.png').stat().st_size > 5000 and 'AUROC' in r.stdout
+
+
+def test_calibrate_cli_argument_errors(tmp_path):
+    r = fisao('calibrate', '--model', tmp_path / 'nope', '--out', tmp_path / 'c.json', check=False)
+    assert r.returncode == 2 and '--model needs --clip' in r.stderr
+    r = fisao('calibrate', '--clip', tmp_path / 'clip', '--out', tmp_path / 'c.json', check=False)
+    assert r.returncode == 2 and 'need --model' in r.stderr
+    r = fisao('calibrate', '--model', tmp_path / 'nope', '--clip', tmp_path, '--instances', tmp_path / 'i.json', '--images', tmp_path,
+              '--out', tmp_path / 'c.json', check=False)
+    assert r.returncode == 2 and 'i.json' in r.stderr
