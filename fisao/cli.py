@@ -19,7 +19,7 @@ from .core import ConfigError, DataError, FisaoError, atomic_write, field_docs, 
 
 # %% auto 0
 __all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_pretrain', 'print_pretrain_summary',
-           'shapeworld_models', 'cmd_calibrate', 'cmd_demo', 'cmd_info', 'build_parser', 'main']
+           'shapeworld_models', 'cmd_calibrate', 'cmd_train', 'cmd_demo', 'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -179,6 +179,26 @@ def cmd_calibrate(args) -> dict:
     return cal
 
 # %% ../nbs/13_cli.ipynb
+def cmd_train(args) -> dict:
+    "Train with FiSAO PPO: `TrainConfig` from `--config` and flags; print the before/after held-out CHAIR."
+    from fisao.trainer import FiSAOTrainer, load_config
+    if any(a in ('-h', '--help') for a in args.rest):
+        from fisao.trainer import config_parser
+        print(config_parser('fisao train [--config YAML] [--resume] [--quiet]').format_help()); return {}
+    cfg = load_config(args.config, args.rest)
+    if args.quiet: cfg.progress = False
+    trainer = FiSAOTrainer(cfg, resume=args.resume)
+    summary = trainer.train()
+    if trainer.main:
+        b, a = summary['before'], summary['after']
+        if b and a:
+            print(f"\n{'held-out CHAIR':<16}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>7}{'Dup':>6}")
+            for name, r in (('before', b), ('after', a)):
+                print(f"{name:<16}{100 * r['eval/chair_s']:8.1f}{100 * r['eval/chair_i']:8.1f}{100 * r['eval/recall']:8.1f}{r['eval/len']:7.1f}{r['eval/dup_per_caption']:6.2f}")
+        print(f"run → {cfg.out} (metrics.jsonl, samples.jsonl, checkpoints/, summary.json)")
+    return summary
+
+# %% ../nbs/13_cli.ipynb
 PENDING_STAGES = ('FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
 
 def cmd_demo(args) -> dict:
@@ -292,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument('--device', default=None, help="device_map for the model, e.g. 'cuda:0' (default: CPU)")
     cb.add_argument('--quiet', action='store_true', help='no progress bars')
     cb.set_defaults(func=cmd_calibrate)
+    tr = sub.add_parser('train', help='FiSAO PPO training (TrainConfig fields as --flags; --help lists them)', add_help=False,
+                        description='Train a policy with FiSAO PPO. Every TrainConfig field is a flag; `fisao train --help` lists them.')
+    tr.add_argument('--config', type=Path, help='YAML file of TrainConfig fields (flags override it)')
+    tr.add_argument('--resume', action='store_true', help='continue from the newest complete checkpoint in the run directory')
+    tr.add_argument('--quiet', action='store_true', help='no progress bar')
+    tr.set_defaults(func=cmd_train)
     d = sub.add_parser('demo', help='run the ShapeWorld demo', description='Run the whole method on ShapeWorld on the CPU.')
     d.add_argument('--out', type=Path, default=Path('runs/demo'), help='run directory (default: runs/demo)')
     d.add_argument('--quick', action='store_true', help='a small configuration for CI (< 1 min)')
@@ -305,7 +331,10 @@ def main(argv=None) -> int:
     os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
     import logging
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == 'train': args.rest = rest
+    elif rest: parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try: args.func(args)
     except FisaoError as e:
         if args.debug: raise

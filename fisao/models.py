@@ -313,9 +313,9 @@ def _check_lora_targets(model, lora:LoraConfig, kind:str) -> None:
 
 class PolicyWithValue(nn.Module):
     "The PPO actor-critic: a VLM with LoRA on its language model plus a value head; the reference is the same model with the adapter off."
-    def __init__(self, model:PeftModel, value_head:ValueHead, kind:str, trainable:bool=True):
+    def __init__(self, model:PeftModel, value_head:ValueHead, kind:str, trainable:bool=True, detach_value:bool=True):
         super().__init__()
-        self.model, self.value_head, self.kind = model, value_head, kind
+        self.model, self.value_head, self.kind, self.detach_value = model, value_head, kind, detach_value
         for name, p in self.model.named_parameters(): p.requires_grad_(trainable and 'lora_' in name)
         self.value_head.requires_grad_(trainable)
         self.value_head.to(self.model.get_output_embeddings().weight.device)  # where the last hidden state lands
@@ -338,7 +338,8 @@ class PolicyWithValue(nn.Module):
         if inputs.get('position_ids') is None and inputs.get('attention_mask') is not None:
             inputs['position_ids'] = position_ids_from_mask(inputs['attention_mask'])
         out = self.model(**inputs, output_hidden_states=True, use_cache=False)
-        values = self.value_head(_last_hidden_state(out))  # (B, T)
+        hidden = _last_hidden_state(out)                    # (B, T, H)
+        values = self.value_head(hidden.detach() if self.detach_value else hidden)  # (B, T); detached: the value loss trains the head only
         return out.logits, values
 
     @contextlib.contextmanager

@@ -36,8 +36,8 @@ class RewardConfig:
     "scale λ (paper: 10)"
     repetition_guard: bool = True
     "only an object's first mention may earn a positive reward; repeats earn at most `repeat_reward`"
-    repeat_reward: float = -2.0
-    "ceiling (≤ 0) of a repeated mention's reward: it gets min(r, repeat_reward); −2 = −λξ, what a mention at b_h earns"
+    repeat_reward: float = -10.0
+    "ceiling (≤ 0) of a repeated mention's reward: it gets min(r, repeat_reward); −10 = −λ, below a typical hallucination (−λξ = −2 at b_h)"
     placement: str = 'last'
     "`last`: the mention's reward on its last sub-token; `spread`: divided evenly over its sub-tokens"
     drop_cut_mentions: bool = True

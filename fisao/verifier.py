@@ -92,12 +92,11 @@ def _embed_images(self:FineGrainedVerifier, images:list, keys:list|None=None) ->
 def _embed_texts(self:FineGrainedVerifier, phrases:list) -> torch.Tensor:
     "Unit-norm text embeddings (M, D) of `template.format(phrase)`; each unique phrase is encoded once per run."
     todo = sorted({p for p in phrases if p not in self._txt_cache})
-    if todo:
-        enc = self.tokenizer([self.template.format(p) for p in todo], padding=True, return_tensors='pt').to(self.device)
+    for p in todo:  # one phrase per pass: its embedding must not depend on which phrases share a padded batch (exact resume)
+        enc = self.tokenizer([self.template.format(p)], return_tensors='pt').to(self.device)
         out = self.text_model(input_ids=enc['input_ids'], attention_mask=enc['attention_mask']).pooler_output
-        emb = F.normalize(self.text_projection(out).float(), dim=-1)  # (m, D)
-        self.calls['text_encoder'] += 1; self.calls['texts_encoded'] += len(todo)
-        for p, e in zip(todo, emb): self._txt_cache[p] = e
+        self._txt_cache[p] = F.normalize(self.text_projection(out).float(), dim=-1)[0]  # (D,)
+        self.calls['text_encoder'] += 1; self.calls['texts_encoded'] += 1
     return torch.stack([self._txt_cache[p] for p in phrases]) if phrases else torch.zeros(0, 1)
 
 FineGrainedVerifier.embed_images, FineGrainedVerifier.embed_texts = _embed_images, _embed_texts

@@ -1,0 +1,163 @@
+"""`fisao train` end to end on ShapeWorld's quick tiny models: the run directory contract, exact resume after SIGKILL,
+the non-finite guard, and a 2-process run.
+
+The quick models are built once per session under a temporary directory (shared by the tests of this module). The
+method's effect is not measured here (quick models, a few steps): see nbs/10_trainer.ipynb and benchmarks/RESULTS.md."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helper import fisao
+
+QUICK = ['--quick', 'true', '--rollout_batch', '16', '--minibatch_size', '8', '--ppo_epochs', '2', '--eval_images', '40',
+         '--max_new_tokens', '24', '--progress', 'false']
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+    out = tmp_path_factory.mktemp('pretrained') / 'pretrain'
+    fisao('pretrain', '--quick', '--out', out, '--quiet')
+    return out
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+
+
+def _train_cmd(pretrained, out, *extra):
+    return [sys.executable, '-m', 'fisao.cli', 'train', '--pretrained', str(pretrained), '--out', str(out), *QUICK, *extra]
+
+
+def _adapter(run):
+    from safetensors.torch import load_file
+    ck = sorted((Path(run) / 'checkpoints').glob('step-*'))[-1]
+    return ck.name, load_file(str(ck / 'adapter' / 'adapter_model.safetensors')), load_file(str(ck / 'adapter' / 'value_head.safetensors'))
+
+
+def test_train_run_directory(pretrained, tmp_path):
+    out = tmp_path / 'run'
+    r = subprocess.run(_train_cmd(pretrained, out, '--steps', '3', '--eval_every', '2', '--samples_every', '1', '--save_every', '2'),
+                       capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ('config.yaml', 'calibration.json', 'metrics.jsonl', 'samples.jsonl', 'summary.json'):
+        assert (out / name).is_file(), name
+    assert list((out / 'tb').iterdir()), 'no TensorBoard events'
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in rows] == [0, 1, 2, 3]
+    for k in ('objective/scores', 'objective/kl', 'objective/kl_k3', 'policy/approx_kl', 'policy/clipfrac', 'loss/policy', 'loss/value',
+              'val/explained_variance', 'rollout/len', 'rollout/chair_i', 'rollout/dup_per_caption', 'time/generate', 'time/reward',
+              'time/score', 'time/update', 'charts/tokens_per_s'):
+        assert k in rows[1], k
+    assert 'eval/chair_i' in rows[0] and 'eval/chair_i' in rows[2] and 'eval/chair_i' in rows[3] and 'eval/chair_i' not in rows[1]
+    cks = sorted(p.name for p in (out / 'checkpoints').iterdir())
+    assert cks == ['step-000002', 'step-000003'], cks
+    ck = out / 'checkpoints' / 'step-000003'
+    for name in ('adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'adapter/value_head.safetensors', 'optimizer.pt',
+                 'scheduler.pt', 'rng_state_0.pt', 'trainer_state.json'):
+        assert (ck / name).is_file(), name
+    sample = json.loads((out / 'samples.jsonl').read_text().splitlines()[0])
+    assert len(sample['tokens']) == len(sample['token_rewards']) and 'mentions' in sample
+    # the adapter is a plain peft adapter
+    from peft import PeftModel
+    from fisao.models import load_vlm
+    base, _, _ = load_vlm(pretrained / 'llava')
+    PeftModel.from_pretrained(base, str(ck / 'adapter'))
+    assert 'CHAIR_i' in r.stdout and 'before' in r.stdout
+
+
+def test_resume_after_sigkill_is_bit_identical(pretrained, tmp_path):
+    steps = ['--steps', '6', '--save_every', '2', '--eval_every', '0', '--samples_every', '0', '--tensorboard', 'false']
+    ref = tmp_path / 'ref'
+    r = subprocess.run(_train_cmd(pretrained, ref, *steps), capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / 'killed'
+    p = subprocess.Popen(_train_cmd(pretrained, run, *steps), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / 'checkpoints' / 'step-000002' / 'trainer_state.json').exists() and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, 'the run ended before it could be killed: ' + p.stderr.read().decode()[-2000:]
+    p.send_signal(signal.SIGKILL); p.wait()
+    killed_at = sorted(x.name for x in (run / 'checkpoints').glob('step-*'))
+    assert killed_at and killed_at[-1] != 'step-000006', killed_at
+    r = subprocess.run(_train_cmd(pretrained, run, *steps, '--resume'), capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr
+    assert 'resumed from' in r.stdout
+    name_a, lora_a, vh_a = _adapter(ref)
+    name_b, lora_b, vh_b = _adapter(run)
+    assert name_a == name_b == 'step-000006'
+    assert lora_a.keys() == lora_b.keys() and lora_a
+    for k in lora_a: assert (lora_a[k] == lora_b[k]).all(), f'{k} differs after resume'
+    for k in vh_a: assert (vh_a[k] == vh_b[k]).all(), f'value head {k} differs after resume'
+    rows = [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()]
+    assert rows == sorted(set(rows)) and rows[-1] == 6, rows  # no duplicated steps after the resume
+
+
+def test_nonfinite_rewards_stop_the_run_with_the_last_good_checkpoint(pretrained, tmp_path):
+    import torch
+    from fisao.core import FisaoError
+    from fisao.trainer import FiSAOTrainer, load_config, list_checkpoints
+    torch.set_num_threads(1)
+    cfg = load_config(None, ['--pretrained', str(pretrained), '--out', str(tmp_path / 'nan'), *QUICK, '--steps', '6', '--save_every', '1',
+                             '--eval_every', '0', '--samples_every', '0', '--max_nonfinite', '2', '--tensorboard', 'false'])
+    tr = FiSAOTrainer(cfg)
+    real = tr.rewarder
+    def poisoned(*a, **k):
+        out = real(*a, **k)
+        if tr_step['n'] >= 1: out.scores[:] = float('nan')
+        tr_step['n'] += 1
+        return out
+    tr_step = {'n': 0}
+    tr.rewarder = poisoned
+    with pytest.raises(FisaoError, match='2 consecutive steps with non-finite') as e:
+        tr.train()
+    assert 'step-000002' in str(e.value)
+    cks = list_checkpoints(tmp_path / 'nan')
+    assert [c.name for c in cks][-1] == 'step-000002'  # step 2 was skipped (no update) but checkpointed with finite weights
+    from safetensors.torch import load_file
+    for ck in cks:
+        assert all(torch.isfinite(v).all() for v in load_file(str(ck / 'adapter' / 'adapter_model.safetensors')).values())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_training_run(pretrained, tmp_path):
+    out = tmp_path / 'dist'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+           '--master_port', str(_free_port()), '-m', 'fisao.cli', 'train', '--pretrained', str(pretrained), '--out', str(out), *QUICK,
+           '--device', 'cpu', '--steps', '2', '--eval_every', '0', '--samples_every', '2', '--save_every', '2', '--n_samples', '2']
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert [p.name for p in (out / 'checkpoints').iterdir()] == ['step-000002']
+    ck = out / 'checkpoints' / 'step-000002'
+    assert (ck / 'rng_state_0.pt').is_file() and (ck / 'rng_state_1.pt').is_file()
+    assert json.loads((ck / 'trainer_state.json').read_text())['world_size'] == 2
+    samples = [json.loads(l) for l in (out / 'samples.jsonl').read_text().splitlines()]
+    assert {s['rank'] for s in samples} == {0, 1}  # gathered from both processes
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in rows] == [0, 1, 2]  # one writer
+    assert r.stdout.count('held-out CHAIR') == 1
+
+
+def test_train_config_errors_are_one_line(tmp_path):
+    (tmp_path / 'c.yaml').write_text('stpes: 3\n')
+    r = fisao('train', '--config', tmp_path / 'c.yaml', check=False)
+    assert r.returncode == 2 and 'unknown field(s) stpes' in r.stderr and 'c.yaml' in r.stderr and 'Traceback' not in r.stderr
+    r = fisao('train', '--config', tmp_path / 'missing.yaml', check=False)
+    assert r.returncode == 2 and 'missing.yaml' in r.stderr
+    r = fisao('train', '--rollout_batch', '48', '--minibatch_size', '32', check=False)
+    assert r.returncode == 2 and 'multiple of minibatch_size' in r.stderr
+    r = fisao('train', '--model', tmp_path / 'no_model', '--clip', tmp_path, '--calibration', tmp_path / 'cal.json', '--out', tmp_path / 'o', check=False)
+    assert r.returncode == 2 and 'no_model' in r.stderr
+    r = fisao('train', '--help')
+    assert '--reward_source' in r.stdout and 'oracle' in r.stdout
