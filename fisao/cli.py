@@ -18,8 +18,9 @@ from . import __version__
 from .core import ConfigError, DataError, FisaoError, atomic_write, field_docs, logger, read_json, require_path, write_json
 
 # %% auto 0
-__all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_pretrain', 'print_pretrain_summary',
-           'shapeworld_models', 'cmd_calibrate', 'cmd_train', 'cmd_demo', 'cmd_info', 'build_parser', 'main']
+__all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_eval_captions', 'cmd_eval_pope',
+           'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary', 'shapeworld_models', 'cmd_calibrate',
+           'cmd_train', 'cmd_demo', 'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -87,6 +88,46 @@ def cmd_eval_chair(args) -> dict:
     per_path = args.per_caption or (Path(args.out).with_suffix('.per_caption.jsonl') if args.out else None)
     if per_path: write_jsonl(per_path, per); print(f"  per-caption mentions → {per_path}")
     return res
+
+# %% ../nbs/13_cli.ipynb
+def cmd_eval_captions(args) -> dict:
+    "Score `--generations` with BLEU-1..4, ROUGE-L, CIDEr-D and the caption score against the references in `--captions`."
+    from fisao.data import load_coco
+    from fisao.eval import caption_metrics
+    if args.generations is None: raise FisaoError("fisao eval captions needs --generations GEN.jsonl (lines {\"image_id\": int, \"caption\": str})")
+    if args.captions is None: raise FisaoError("fisao eval captions needs --captions CAPTIONS.json (COCO captions file with the reference captions)")
+    gens = read_jsonl(args.generations, 'generations file')
+    res = caption_metrics(gens, load_coco(args.captions, 'captions'), bleu=args.bleu, source=f'generations file {args.generations}')
+    res.update(generations=str(args.generations), captions=str(args.captions))
+    print(f"caption metrics on {res['n_images']} images ({res['n_empty']} empty generations; caption_score uses {res['caption_score_bleu']}):")
+    print('  ' + '  '.join(f"{h} {100 * res[k]:6.2f}" for h, k in (('BLEU-1', 'bleu_1'), ('BLEU-2', 'bleu_2'), ('BLEU-3', 'bleu_3'), ('BLEU-4', 'bleu_4'),
+                                                                  ('ROUGE-L', 'rouge_l'), ('CIDEr', 'cider'), ('score', 'caption_score'))))
+    if args.out: write_json(args.out, res); print(f"  summary → {args.out}")
+    return res
+
+def cmd_eval_pope(args) -> dict:
+    "Score POPE `--answers` against `--questions` with the yes/no parser `--parser`."
+    from fisao.eval import pope_metrics, read_pope, read_records
+    if args.questions is None: raise FisaoError("fisao eval pope needs --questions Q.jsonl (POPE records {\"question_id\", \"image\", \"text\", \"label\"})")
+    if args.answers is None: raise FisaoError("fisao eval pope needs --answers A.jsonl (lines {\"question_id\", \"text\"}); generating with a model arrives with the eval runner")
+    questions = read_pope(args.questions)
+    answers = read_records(args.answers, 'answers file')
+    res = pope_metrics(questions, answers, parser=args.parser, source=f'answers file {args.answers}', allow_missing=args.allow_missing)
+    res.update(questions=str(args.questions), answers=str(args.answers))
+    print(f"POPE on {res['n']} questions ({res['n_yes']} yes; parser {res['parser']}; {res['n_unparsed']} unparsed, {res['n_missing']} unanswered):")
+    print(f"  Acc {100 * res['accuracy']:6.2f}   P {100 * res['precision']:6.2f}   R {100 * res['recall']:6.2f}   F1 {100 * res['f1']:6.2f}   "
+          f"yes {100 * res['yes_ratio']:6.2f}   TP {res['tp']} FP {res['fp']} TN {res['tn']} FN {res['fn']}")
+    if args.out: write_json(args.out, res); print(f"  summary → {args.out}")
+    return res
+
+def cmd_pope_build(args) -> dict:
+    "Write seeded POPE questions for a COCO instances file to `--out` (JSONL)."
+    from fisao.eval import build_pope
+    recs = build_pope(args.instances, n_images=args.n_images, n_questions=args.n_questions, split=args.split, seed=args.seed)
+    write_jsonl(args.out, recs)
+    n_img = len({r['image'] for r in recs})
+    print(f"POPE {args.split}: {len(recs)} questions on {n_img} images (seed {args.seed}, {args.n_questions} per image) → {args.out}")
+    return {'split': args.split, 'seed': args.seed, 'n_images': n_img, 'n_questions': len(recs), 'out': str(args.out)}
 
 # %% ../nbs/13_cli.ipynb
 def cmd_pretrain(args) -> dict:
@@ -260,6 +301,7 @@ def cmd_info(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     "The `fisao` argument parser with all subcommands."
     from fisao.pretrain import PretrainConfig
+    from fisao.eval import CAPTION_BLEU, POPE_PARSERS, POPE_SPLITS
     from fisao.shapeworld import WorldConfig
     p = argparse.ArgumentParser(prog='fisao', description='FiSAO: token-level self-alignment of VLMs with their own vision encoder as verifier.')
     p.add_argument('--version', action='version', version=f'fisao {__version__}')
@@ -270,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--quiet', action='store_true', help='no progress bars')
     _add_dataclass_args(w, WorldConfig)
     w.set_defaults(func=cmd_world)
-    e = sub.add_parser('eval', help='evaluate: chair', description='Evaluation commands.')
+    e = sub.add_parser('eval', help='evaluate: chair, captions, pope', description='Evaluation commands.')
     esub = e.add_subparsers(dest='benchmark', metavar='BENCHMARK', required=True)
     c = esub.add_parser('chair', help='CHAIR_s / CHAIR_i / Recall / Len of generated captions', description='Score generated captions with CHAIR.')
     c.add_argument('--generations', type=Path, help='JSONL with {"image_id": int, "caption": str} per line')
@@ -282,6 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--out', type=Path, help='write the summary JSON here')
     c.add_argument('--per-caption', type=Path, help='write per-caption mentions here (default: next to --out)')
     c.set_defaults(func=cmd_eval_chair)
+    cp = esub.add_parser('captions', help='BLEU-1..4 / ROUGE-L / CIDEr-D / caption score of generated captions',
+                         description='Score generated captions against COCO reference captions (coco-caption scorers, pure-Python PTB tokenizer, no SPICE).')
+    cp.add_argument('--generations', type=Path, help='JSONL with {"image_id": int, "caption": str} per line')
+    cp.add_argument('--captions', type=Path, help='COCO captions JSON (the reference captions)')
+    cp.add_argument('--bleu', default='bleu_4', choices=CAPTION_BLEU, help='the BLEU in caption_score = mean(BLEU, ROUGE-L, CIDEr) (default: bleu_4)')
+    cp.add_argument('--out', type=Path, help='write the summary JSON here')
+    cp.set_defaults(func=cmd_eval_captions)
+    pp = esub.add_parser('pope', help='POPE accuracy / precision / recall / F1 / yes-ratio of answers', description='Score answers to POPE questions.')
+    pp.add_argument('--questions', type=Path, help='POPE questions: JSONL (or a JSON array) of {"question_id", "image", "text", "label"}')
+    pp.add_argument('--answers', type=Path, help='JSONL with {"question_id", "text"} per line')
+    pp.add_argument('--parser', default='official', choices=tuple(POPE_PARSERS), help='yes/no parser of the answers (default: official = RUCAIBox/LLaVA)')
+    pp.add_argument('--allow-missing', action='store_true', help='score only the answered questions (default: an unanswered question is an error)')
+    pp.add_argument('--out', type=Path, help='write the summary JSON here')
+    pp.set_defaults(func=cmd_eval_pope)
+    po = sub.add_parser('pope', help='build POPE question files', description='POPE utilities.')
+    posub = po.add_subparsers(dest='pope_command', metavar='ACTION', required=True)
+    pb = posub.add_parser('build', help='seeded POPE questions from a COCO instances file', description='Build POPE questions (random / popular / adversarial negatives) from a COCO instances file.')
+    pb.add_argument('--instances', type=Path, required=True, help='COCO instances JSON (the images and their objects)')
+    pb.add_argument('--split', default='random', choices=POPE_SPLITS, help='negative sampling (default: random)')
+    pb.add_argument('--seed', type=int, default=0, help='seed of the image sample and random negatives (default: 0)')
+    pb.add_argument('--n-images', type=int, default=500, help='images to sample (default: 500, as POPE)')
+    pb.add_argument('--n-questions', type=int, default=6, help='questions per image, half yes and half no (default: 6, as POPE)')
+    pb.add_argument('--out', type=Path, required=True, help='output JSONL')
+    pb.set_defaults(func=cmd_pope_build)
     pt = sub.add_parser('pretrain', help="train (or reuse) ShapeWorld's tiny CLIP + tiny LLaVA", description="Train ShapeWorld's tiny CLIP (verifier) and tiny LLaVA (policy), or reuse them from the cache in --out.")
     pt.add_argument('--out', type=Path, default=Path('runs/pretrain'), help='output directory (default: runs/pretrain)')
     pt.add_argument('--quick', action='store_true', help='small world and schedule (smoke test; does not meet the targets)')

@@ -176,16 +176,18 @@ class FineGrainedReward:
                    for row, mrow in zip(response_ids.tolist(), response_mask.tolist())]
         mentions = [self.chair.mentions(text) for text, _ in decoded]
         labels = None
-        if self.gt is not None:
+        if self.gt is not None:  # labels for the oracle, and for logging how often the verifier's sign is right
             missing = [i for i in image_ids if i not in self.gt]
-            if missing: raise DataError(f"image id {missing[0]} has no ground truth ({len(missing)} of {B} missing)")
-            labels = [['correct' if m.object in self.gt[i] else 'hallucinated' for m in ms] for i, ms in zip(image_ids, mentions)]
+            if missing and self.cfg.source == 'oracle':
+                raise DataError(f"reward.source='oracle': image id {missing[0]!r} has no ground truth ({len(missing)} of {B} missing)")
+            labels = [['correct' if m.object in self.gt[i] else 'hallucinated' for m in ms] if i in self.gt else None
+                      for i, ms in zip(image_ids, mentions)]  # None: an image without annotations (verifier reward only)
         t1 = time.perf_counter()
         if self.cfg.source == 'verifier':
             scores = self.verifier.score(images, [[m.word for m in ms] for ms in mentions], keys=list(image_ids))
         else: scores = [None] * B
         t2 = time.perf_counter()
-        records = [response_rewards(ms, sc, spans, len(text), self.cal, self.cfg, None if labels is None else lab, tr)
+        records = [response_rewards(ms, sc, spans, len(text), self.cal, self.cfg, lab, tr)
                    for ms, sc, (text, spans), lab, tr in zip(mentions, scores, decoded, labels or [None] * B, truncated)]
         tensor = rewards_to_tensor(records, response_mask, self.cfg)
         t3 = time.perf_counter()

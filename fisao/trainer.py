@@ -265,14 +265,19 @@ class PromptSet:
         return cls(ws.ids, [instruction] * len(ws.ids), images=ws.images)
 
     @classmethod
-    def llava_instruct(cls, path, image_dir, n:int) -> 'PromptSet':
-        "The first `n` usable records of a LLaVA-Instruct JSON file, images under `image_dir`."
+    def llava_instruct(cls, path, image_dir, n:int, instances=None) -> 'PromptSet':
+        "The first `n` usable records of a LLaVA-Instruct JSON file, images under `image_dir`; ids are COCO image ids when `instances` names the file."
         from fisao.core import require_path
         from fisao.data import load_llava_instruct
         image_dir = require_path(image_dir, 'image folder of the prompts (image_dir)', kind='dir')
         recs, skips = load_llava_instruct(path, n, image_dir=image_dir)
         if skips.total: logger.warning('prompts: %r', skips)
-        return cls([r['id'] for r in recs], [r['prompt'] for r in recs], paths=[image_dir / r['image'] for r in recs])
+        by_file = {Path(im['file_name']).name: i for i, im in instances.imgs.items()} if instances is not None else {}
+        ids = [by_file.get(Path(r['image']).name, r['image']) for r in recs]  # the image's COCO id (ground truth key), else its file
+        if instances is not None:
+            n_unknown = sum(not isinstance(i, int) for i in ids)
+            if n_unknown: logger.warning('prompts: %d of %d prompt images are not in %s (no ground truth for them)', n_unknown, len(ids), getattr(instances, 'path', 'the instances file'))
+        return cls(ids, [r['prompt'] for r in recs], paths=[image_dir / r['image'] for r in recs])
 
     def __len__(self): return len(self.ids)
 
@@ -420,8 +425,9 @@ class FiSAOTrainer:
             self.eval_gt = ground_truth(self.chair, load_coco(world_paths(self.world_dir, cfg.eval_split)['instances']))
         else:
             self.chair = Chair(ChairVocab.from_file(cfg.vocab) if cfg.vocab else ChairVocab.coco())
-            self.prompts = PromptSet.llava_instruct(cfg.prompts, cfg.image_dir, cfg.n_prompts)
-            self.gt = ground_truth(self.chair, load_coco(cfg.instances)) if cfg.instances else None
+            instances = load_coco(cfg.instances) if cfg.instances else None
+            self.prompts = PromptSet.llava_instruct(cfg.prompts, cfg.image_dir, cfg.n_prompts, instances)
+            self.gt = ground_truth(self.chair, instances) if instances is not None else None
             if cfg.eval_instances:
                 from fisao.data import image_file
                 coco = load_coco(cfg.eval_instances)
@@ -455,7 +461,8 @@ class FiSAOTrainer:
                     cal = calibrate(self.unwrapped, self.processor, self.verifier, images, ids, gt, self.chair, cfg.instruction,
                                     max_new_tokens=cfg.max_new_tokens, model=str(self.model_path), data='shapeworld:calib')
                     check_baselines(cal['b_c'], cal['b_h'])
-                    if self.main: write_json(cal_out, cal)
+                    if self.main: write_json(cal_out, cal)  # before the other processes read it
+        if self.main and cfg.calibration: write_json(cal_out, cal)  # the run directory always holds the calibration it used
         self.calibration = cal
         self.rewarder = FineGrainedReward(self.verifier if rcfg.source == 'verifier' else None, self.chair, cal, rcfg, self.tok, gt=self.gt)
 

@@ -161,3 +161,31 @@ def test_train_config_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and 'no_model' in r.stderr
     r = fisao('train', '--help')
     assert '--reward_source' in r.stdout and 'oracle' in r.stdout
+
+
+def test_real_run_path_with_local_paths(pretrained, tmp_path):
+    """The path a LLaVA-1.5 run takes (model/clip directories, a LLaVA-Instruct prompt file, a calibration file from
+    `fisao calibrate --model …`, COCO instances for held-out CHAIR), exercised with the tiny models and ShapeWorld files."""
+    world = pretrained / 'world'
+    ann = json.loads((world / 'annotations' / 'instances_train.json').read_text())
+    records = [{'id': f'r{i}', 'image': im['file_name'], 'conversations': [{'from': 'human', 'value': '<image>\nDescribe the image.'},
+                                                                           {'from': 'gpt', 'value': 'unused'}]} for i, im in enumerate(ann['images'][:40])]
+    records.append({'id': 'broken', 'image': 'missing.png', 'conversations': [{'from': 'human', 'value': 'Describe.'}]})
+    (tmp_path / 'instruct.json').write_text(json.dumps(records))
+    cal = tmp_path / 'calibration.json'
+    fisao('calibrate', '--model', pretrained / 'llava', '--clip', pretrained / 'clip', '--instances', world / 'annotations' / 'instances_calib.json',
+          '--images', world / 'images' / 'calib', '--vocab', world / 'vocab.txt', '--n-images', '60', '--out', cal, '--quiet')
+    assert len(json.loads(cal.read_text())['calibration_image_ids']) == 60
+    out = tmp_path / 'run'
+    r = subprocess.run([sys.executable, '-m', 'fisao.cli', 'train', '--model', str(pretrained / 'llava'), '--clip', str(pretrained / 'clip'),
+                        '--prompts', str(tmp_path / 'instruct.json'), '--image_dir', str(world / 'images' / 'train'), '--n_prompts', '100',
+                        '--calibration', str(cal), '--vocab', str(world / 'vocab.txt'), '--instances', str(world / 'annotations' / 'instances_train.json'),
+                        '--eval_instances', str(world / 'annotations' / 'instances_val.json'), '--eval_image_dir', str(world / 'images' / 'val'),
+                        '--out', str(out), '--steps', '2', '--rollout_batch', '8', '--minibatch_size', '4', '--ppo_epochs', '1', '--eval_images', '20',
+                        '--max_new_tokens', '16', '--progress', 'false', '--tensorboard', 'false'],
+                       capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [x['step'] for x in rows] == [0, 1, 2] and 'eval/chair_i' in rows[-1] and 'rollout/chair_i' in rows[1]
+    assert 'missing image file' in r.stderr  # the broken record was skipped and counted
+    assert json.loads((out / 'calibration.json').read_text())['b_c'] == json.loads(cal.read_text())['b_c']
