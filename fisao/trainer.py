@@ -91,7 +91,7 @@ class TrainConfig:
     "micro-batches per optimizer step"
     ppo_epochs: int = 4
     "passes over each rollout batch (paper: 4)"
-    lr: float = 3e-4
+    lr: float = 1.5e-4
     "AdamW learning rate (paper: 5e-7 for LLaVA-1.5-7B; the tiny policy needs far more)"
     lr_schedule: str = 'constant'
     "constant | linear (decay to 0 over `steps`)"
