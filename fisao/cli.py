@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core import ConfigError, DataError, FisaoError, atomic_write, field_docs, logger, read_json, require_path, write_json
+from .core import (ConfigError, DataError, FisaoError, atomic_write, field_docs, logger, read_json, read_jsonl, require_path,
+                        write_json, write_jsonl)
 
 # %% auto 0
-__all__ = ['PENDING_STAGES', 'cmd_world', 'read_jsonl', 'write_jsonl', 'cmd_eval_chair', 'cmd_eval_captions', 'cmd_eval_pope',
-           'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary', 'shapeworld_models', 'cmd_calibrate',
-           'cmd_train', 'cmd_demo', 'cmd_info', 'build_parser', 'main']
+__all__ = ['PENDING_STAGES', 'cmd_world', 'cmd_eval_chair', 'cmd_eval_captions', 'cmd_eval_pope', 'cmd_pope_build',
+           'cmd_pretrain', 'print_pretrain_summary', 'shapeworld_models', 'cmd_calibrate', 'cmd_train', 'cmd_demo',
+           'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -45,22 +46,6 @@ def cmd_world(args) -> dict:
     return meta
 
 # %% ../nbs/13_cli.ipynb
-def read_jsonl(path, what:str='JSONL file') -> list:
-    "Read a JSON-lines file; a malformed line is an error naming the file and line number. Blank lines are ignored."
-    p, out = require_path(path, what, kind='file'), []
-    with open(p, encoding='utf-8') as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError as e: raise DataError(f"{what} {p}, line {n}: not valid JSON ({e.msg})") from None
-    return out
-
-def write_jsonl(path, rows) -> Path:
-    "Write rows as JSON lines, atomically."
-    with atomic_write(path) as f:
-        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n')
-    return Path(path)
-
 def cmd_eval_chair(args) -> dict:
     "Score `--generations` with CHAIR against `--instances` (+ `--captions`)."
     from fisao.chair import Chair, ChairVocab, evaluate, ground_truth, package_vocab_path

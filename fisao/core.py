@@ -18,8 +18,8 @@ import torch
 
 # %% auto 0
 __all__ = ['logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'require_path', 'seed_everything',
-           'atomic_write', 'write_json', 'read_json', 'file_lock', 'field_docs', 'masked_mean', 'masked_var',
-           'masked_whiten', 'auroc', 'logprobs_from_logits']
+           'atomic_write', 'write_json', 'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs',
+           'masked_mean', 'masked_var', 'masked_whiten', 'auroc', 'logprobs_from_logits']
 
 # %% ../nbs/00_core.ipynb
 class FisaoError(Exception):
@@ -81,6 +81,22 @@ def read_json(path, what:str='JSON file'):
         raise DataError(f"{what} {p} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{what} {p} is not UTF-8 text: {e}") from None
+
+def read_jsonl(path, what:str='JSONL file') -> list:
+    "Read a JSON-lines file; a malformed line is an error naming the file and line number. Blank lines are ignored."
+    p, out = require_path(path, what, kind='file'), []
+    with open(p, encoding='utf-8') as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip(): continue
+            try: out.append(json.loads(line))
+            except json.JSONDecodeError as e: raise DataError(f"{what} {p}, line {n}: not valid JSON ({e.msg})") from None
+    return out
+
+def write_jsonl(path, rows) -> Path:
+    "Write rows as JSON lines, atomically."
+    with atomic_write(path) as f:
+        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n')
+    return Path(path)
 
 # %% ../nbs/00_core.ipynb
 @contextlib.contextmanager

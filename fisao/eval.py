@@ -15,7 +15,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from .core import ConfigError, DataError, require_path
+from .core import ConfigError, DataError, read_jsonl, require_path
 from .data import image_captions, load_coco
 
 # %% auto 0
@@ -33,12 +33,7 @@ def read_records(path, what:str='records file') -> list:
         try: data = json.loads(text)
         except json.JSONDecodeError as e: raise DataError(f"{what} {p} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
         return data
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip(): continue
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError as e: raise DataError(f"{what} {p}, line {n}: not valid JSON ({e.msg})") from None
-    return out
+    return read_jsonl(p, what)
 
 # %% ../nbs/11_eval.ipynb
 PTB_PUNCTUATIONS = ("''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";")
