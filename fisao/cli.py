@@ -19,9 +19,11 @@ from .core import (ConfigError, DataError, FisaoError, atomic_write, field_docs,
                         write_json, write_jsonl)
 
 # %% auto 0
-__all__ = ['PENDING_STAGES', 'cmd_world', 'cmd_eval_chair', 'cmd_eval_captions', 'cmd_eval_pope', 'cmd_pope_build',
-           'cmd_pretrain', 'print_pretrain_summary', 'shapeworld_models', 'cmd_calibrate', 'cmd_train', 'cmd_demo',
-           'cmd_info', 'build_parser', 'main']
+__all__ = ['PENDING_STAGES', 'cmd_world', 'print_chair', 'cmd_eval_chair', 'print_captions', 'cmd_eval_captions', 'print_pope',
+           'cmd_eval_pope', 'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary', 'shapeworld_models',
+           'cmd_calibrate', 'cmd_train', 'resolve_eval_model', 'eval_chair_model', 'eval_pope_model',
+           'eval_captions_model', 'cmd_eval_benchmark', 'cmd_report', 'cmd_merge', 'cmd_demo', 'cmd_info',
+           'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -46,12 +48,16 @@ def cmd_world(args) -> dict:
     return meta
 
 # %% ../nbs/13_cli.ipynb
+def print_chair(res:dict, head:str='') -> None:
+    "Print a CHAIR result in one header line and one line of numbers (×100)."
+    print(f"CHAIR{head} on {res['n_captions']} captions ({res['n_images']} images, {res['n_mentions']} mentions; singularizer={res['singularizer']}, vocab={res['vocab']}):")
+    print(f"  CHAIR_s {100 * res['chair_s']:6.2f}   CHAIR_i {100 * res['chair_i']:6.2f}   Recall {100 * res['recall']:6.2f}   Len {res['len']:6.2f}")
+
 def cmd_eval_chair(args) -> dict:
-    "Score `--generations` with CHAIR against `--instances` (+ `--captions`)."
+    "Score `--generations` with CHAIR against `--instances` (+ `--captions`); without `--generations`, generate them with a model first."
     from fisao.chair import Chair, ChairVocab, evaluate, ground_truth, package_vocab_path
     from fisao.data import load_coco
-    if args.generations is None:
-        raise FisaoError("fisao eval chair needs --generations GEN.jsonl (lines {\"image_id\": int, \"caption\": str}); generating with a model arrives with the eval runner")
+    if args.generations is None: return eval_chair_model(args)
     if args.instances is None: raise FisaoError("fisao eval chair needs --instances INSTANCES.json (COCO instances file with the images' objects)")
     gens = read_jsonl(args.generations, 'generations file')
     for n, g in enumerate(gens, 1):
@@ -66,8 +72,7 @@ def cmd_eval_chair(args) -> dict:
     per = res.pop('per_caption')
     res.update({'generations': str(args.generations), 'instances': str(args.instances), 'captions': str(args.captions) if args.captions else None,
                 'ground_truth': 'instances+captions' if args.captions else 'instances'})
-    print(f"CHAIR on {res['n_captions']} captions ({res['n_images']} images, {res['n_mentions']} mentions; singularizer={res['singularizer']}, vocab={res['vocab']}):")
-    print(f"  CHAIR_s {100 * res['chair_s']:6.2f}   CHAIR_i {100 * res['chair_i']:6.2f}   Recall {100 * res['recall']:6.2f}   Len {res['len']:6.2f}")
+    print_chair(res)
     if args.out:
         write_json(args.out, res); print(f"  summary → {args.out}")
     per_path = args.per_caption or (Path(args.out).with_suffix('.per_caption.jsonl') if args.out else None)
@@ -75,33 +80,41 @@ def cmd_eval_chair(args) -> dict:
     return res
 
 # %% ../nbs/13_cli.ipynb
+def print_captions(res:dict) -> None:
+    "Print caption metrics (×100) in two lines."
+    print(f"caption metrics on {res['n_images']} images ({res['n_empty']} empty generations; caption_score uses {res['caption_score_bleu']}):")
+    print('  ' + '  '.join(f"{h} {100 * res[k]:6.2f}" for h, k in (('BLEU-1', 'bleu_1'), ('BLEU-2', 'bleu_2'), ('BLEU-3', 'bleu_3'), ('BLEU-4', 'bleu_4'),
+                                                                  ('ROUGE-L', 'rouge_l'), ('CIDEr', 'cider'), ('score', 'caption_score'))))
+
 def cmd_eval_captions(args) -> dict:
-    "Score `--generations` with BLEU-1..4, ROUGE-L, CIDEr-D and the caption score against the references in `--captions`."
+    "Score `--generations` with BLEU-1..4, ROUGE-L, CIDEr-D and the caption score against `--captions`; without `--generations`, generate first."
     from fisao.data import load_coco
     from fisao.eval import caption_metrics
-    if args.generations is None: raise FisaoError("fisao eval captions needs --generations GEN.jsonl (lines {\"image_id\": int, \"caption\": str})")
+    if args.generations is None: return eval_captions_model(args)
     if args.captions is None: raise FisaoError("fisao eval captions needs --captions CAPTIONS.json (COCO captions file with the reference captions)")
     gens = read_jsonl(args.generations, 'generations file')
     res = caption_metrics(gens, load_coco(args.captions, 'captions'), bleu=args.bleu, source=f'generations file {args.generations}')
     res.update(generations=str(args.generations), captions=str(args.captions))
-    print(f"caption metrics on {res['n_images']} images ({res['n_empty']} empty generations; caption_score uses {res['caption_score_bleu']}):")
-    print('  ' + '  '.join(f"{h} {100 * res[k]:6.2f}" for h, k in (('BLEU-1', 'bleu_1'), ('BLEU-2', 'bleu_2'), ('BLEU-3', 'bleu_3'), ('BLEU-4', 'bleu_4'),
-                                                                  ('ROUGE-L', 'rouge_l'), ('CIDEr', 'cider'), ('score', 'caption_score'))))
+    print_captions(res)
     if args.out: write_json(args.out, res); print(f"  summary → {args.out}")
     return res
 
+def print_pope(res:dict, head:str='') -> None:
+    "Print POPE metrics (×100) and the confusion counts in two lines."
+    print(f"POPE{head} on {res['n']} questions ({res['n_yes']} yes; parser {res['parser']}; {res['n_unparsed']} unparsed, {res['n_missing']} unanswered):")
+    print(f"  Acc {100 * res['accuracy']:6.2f}   P {100 * res['precision']:6.2f}   R {100 * res['recall']:6.2f}   F1 {100 * res['f1']:6.2f}   "
+          f"yes {100 * res['yes_ratio']:6.2f}   TP {res['tp']} FP {res['fp']} TN {res['tn']} FN {res['fn']}")
+
 def cmd_eval_pope(args) -> dict:
-    "Score POPE `--answers` against `--questions` with the yes/no parser `--parser`."
+    "Score POPE `--answers` against `--questions` with the yes/no parser `--parser`; without `--answers`, build questions and answer them with a model."
     from fisao.eval import pope_metrics, read_pope, read_records
-    if args.questions is None: raise FisaoError("fisao eval pope needs --questions Q.jsonl (POPE records {\"question_id\", \"image\", \"text\", \"label\"})")
-    if args.answers is None: raise FisaoError("fisao eval pope needs --answers A.jsonl (lines {\"question_id\", \"text\"}); generating with a model arrives with the eval runner")
+    if args.answers is None: return eval_pope_model(args)
+    if args.questions is None: raise FisaoError("fisao eval pope --answers needs --questions Q.jsonl (POPE records {\"question_id\", \"image\", \"text\", \"label\"})")
     questions = read_pope(args.questions)
     answers = read_records(args.answers, 'answers file')
     res = pope_metrics(questions, answers, parser=args.parser, source=f'answers file {args.answers}', allow_missing=args.allow_missing)
     res.update(questions=str(args.questions), answers=str(args.answers))
-    print(f"POPE on {res['n']} questions ({res['n_yes']} yes; parser {res['parser']}; {res['n_unparsed']} unparsed, {res['n_missing']} unanswered):")
-    print(f"  Acc {100 * res['accuracy']:6.2f}   P {100 * res['precision']:6.2f}   R {100 * res['recall']:6.2f}   F1 {100 * res['f1']:6.2f}   "
-          f"yes {100 * res['yes_ratio']:6.2f}   TP {res['tp']} FP {res['fp']} TN {res['tn']} FN {res['fn']}")
+    print_pope(res)
     if args.out: write_json(args.out, res); print(f"  summary → {args.out}")
     return res
 
@@ -225,6 +238,205 @@ def cmd_train(args) -> dict:
     return summary
 
 # %% ../nbs/13_cli.ipynb
+def _add_model_args(p:argparse.ArgumentParser) -> None:
+    "Flags that choose the model to evaluate and how to run it (shared by the eval commands)."
+    g = p.add_argument_group('model (default: the ShapeWorld SFT policy under --pretrained)')
+    g.add_argument('--model', type=Path, help='local model directory (base or merged LLaVA-1.5 / InstructBLIP)')
+    g.add_argument('--adapter', type=Path, help='LoRA adapter directory to apply on --model (a checkpoint\'s adapter/)')
+    g.add_argument('--run', type=Path, help='a fisao train run directory: its base model + newest checkpoint adapter')
+    g.add_argument('--step', type=int, help='with --run: the checkpoint of this step (default: newest)')
+    g.add_argument('--pretrained', type=Path, default=Path('runs/pretrain'), help='ShapeWorld tiny models directory (default: runs/pretrain)')
+    g.add_argument('--quick', action='store_true', help='ShapeWorld: the quick tiny models (smoke test)')
+    g.add_argument('--split', default='val', help='ShapeWorld split to evaluate on (default: val, priors broken)')
+    g.add_argument('--images', type=Path, help='image folder of the annotation file (real data)')
+    g.add_argument('--dtype', default='fp32', help='model dtype: fp32, bf16, fp16 (default: fp32)')
+    g.add_argument('--device', default=None, help="device_map, e.g. 'cuda:0' (default: CPU; under accelerate launch: this process's device)")
+    g.add_argument('--batch-size', type=int, default=16, help='generation batch size (default: 16)')
+    g.add_argument('--on-missing', default='raise', choices=('raise', 'skip'), help='a missing/unreadable image: stop (default) or skip and count it')
+    g.add_argument('--quiet', action='store_true', help='no progress bars')
+
+def resolve_eval_model(args) -> dict:
+    "`{model, adapter, kind_of_source, shapeworld}`: what `args` asks to evaluate (ShapeWorld's SFT policy when nothing is given)."
+    from fisao.eval import resolve_run
+    if args.run is not None:
+        if args.model is not None or args.adapter is not None: raise ConfigError('--run already names the model and adapter; drop --model/--adapter')
+        r = resolve_run(args.run, args.step)
+        return {'model': r['model'], 'adapter': r['adapter'], 'source': f"run {args.run} step {r['step']}", 'shapeworld': not r['config'].model,
+                'pretrained': r['config'].pretrained}
+    if args.step is not None: raise ConfigError('--step needs --run')
+    if args.model is None:
+        if args.adapter is not None: raise ConfigError('--adapter needs --model (the base it was trained on), or use --run')
+        shapeworld_models(args.pretrained, args.quick, progress=not args.quiet)
+        return {'model': str(Path(args.pretrained) / 'llava'), 'adapter': None, 'source': 'ShapeWorld SFT policy', 'shapeworld': True, 'pretrained': str(args.pretrained)}
+    return {'model': str(args.model), 'adapter': str(args.adapter) if args.adapter else None, 'source': 'model' + (' + adapter' if args.adapter else ''),
+            'shapeworld': False, 'pretrained': None}
+
+def _load_eval_model(args, src:dict) -> tuple:
+    "Load the model of `src` on this process's device (accelerate's when launched with several processes)."
+    from accelerate import PartialState
+    from fisao.eval import load_policy
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    device = args.device
+    st = PartialState()
+    if device is None and st.num_processes > 1 and st.device.type != 'cpu': device = str(st.device)
+    return load_policy(src['model'], src['adapter'], dtype=args.dtype, device=device)
+
+def _shapeworld_data(args, src:dict) -> dict:
+    "The ShapeWorld split's instances, captions, images, vocab and instruction (for commands given no data paths)."
+    from fisao.shapeworld import world_paths
+    root = Path(src['pretrained'] or args.pretrained)
+    P = world_paths(root / 'world', args.split)
+    instruction = read_json(require_path(root / 'pretrain.json', 'ShapeWorld pretrain.json'))['config']['instruction']
+    return {'instances': P['instances'], 'captions': P['captions'], 'images': P['images'], 'vocab': P['vocab'], 'instruction': instruction,
+            'name': f'shapeworld:{args.split}'}
+
+def _is_main() -> bool:
+    from accelerate import PartialState
+    return PartialState().is_main_process
+
+def _beside(out, suffix:str):
+    "The file beside `out` with `suffix` (None when there is no `--out`)."
+    return Path(out).with_suffix(suffix) if out else None
+
+def eval_chair_model(args) -> dict:
+    "`fisao eval chair` with a model: generate captions of the pinned image set at each `--max-new-tokens`, score with CHAIR."
+    from fisao.chair import Chair, ChairVocab, package_vocab_path
+    from fisao.data import load_coco
+    from fisao.eval import DESCRIBE_PROMPT, chair_run
+    src = resolve_eval_model(args)
+    if args.instances is None:
+        if not src['shapeworld']: raise ConfigError('a real model needs --instances INSTANCES.json and --images DIR (e.g. COCO val2014)')
+        data = _shapeworld_data(args, src)
+        vocab = ChairVocab.from_file(args.vocab or data['vocab'], args.rules or 'vocab')
+        prompt = args.prompt or data['instruction']
+    else:
+        if args.images is None: raise ConfigError('--instances needs --images DIR (the folder of its image files)')
+        data = {'instances': args.instances, 'captions': args.captions, 'images': args.images, 'name': str(args.instances)}
+        vocab = ChairVocab.from_file(args.vocab or package_vocab_path('coco'), args.rules or ('coco' if args.vocab is None else 'vocab'))
+        prompt = args.prompt or DESCRIBE_PROMPT
+    chair = Chair(vocab, args.singularizer)
+    model, processor, kind = _load_eval_model(args, src)
+    inst = load_coco(data['instances'], 'instances')
+    caps = load_coco(args.captions, 'captions') if args.captions else None
+    by_len, main = {}, _is_main()
+    for L in args.max_new_tokens:
+        res, per = chair_run(model, processor, kind, inst, data['images'], chair, n_images=args.n_images or None, seed=args.seed, prompt=prompt,
+                             max_new_tokens=L, num_beams=args.num_beams, drop_incomplete=args.drop_incomplete, captions=caps,
+                             batch_size=args.batch_size, on_missing=args.on_missing, progress=not args.quiet)
+        res.update(model=src['model'], adapter=src['adapter'], source=src['source'], data=data['name'])
+        by_len[str(L)] = res
+        if main:
+            print_chair(res, f' at max_new_tokens={L}')
+            if args.out:
+                write_jsonl(_beside(args.out, f'.L{L}.per_caption.jsonl'), per)
+                write_jsonl(_beside(args.out, f'.L{L}.generations.jsonl'), [{'image_id': p['image_id'], 'caption': p['caption']} for p in per])
+    out = {**by_len[str(args.max_new_tokens[0])], 'by_max_new_tokens': by_len}
+    if main and args.out:
+        write_json(args.out, out)
+        print(f"  summary → {args.out}; per-caption mentions and generations → {_beside(args.out, '.L*.per_caption.jsonl').name}, .L*.generations.jsonl")
+    return out
+
+def eval_pope_model(args) -> dict:
+    "`fisao eval pope` with a model: build (or read) the questions of each split, answer them, score; the mean over splits on top."
+    from fisao.eval import SHORT_ANSWER, build_pope, pope_run, read_pope
+    src = resolve_eval_model(args)
+    if args.instances is None and args.questions is None:
+        if not src['shapeworld']: raise ConfigError('a real model needs --questions Q.jsonl (with --images) or --instances INSTANCES.json (with --images)')
+        data = _shapeworld_data(args, src)
+    else:
+        if args.images is None: raise ConfigError('answering POPE questions needs --images DIR (the folder of the question images)')
+        data = {'instances': args.instances, 'images': args.images, 'name': str(args.questions or args.instances)}
+    if args.questions is not None: sets = {Path(args.questions).stem: read_pope(args.questions)}
+    else: sets = {s: build_pope(data['instances'], n_images=args.n_images, split=s, seed=args.seed) for s in args.splits}
+    model, processor, kind = _load_eval_model(args, src)
+    post = SHORT_ANSWER if args.post_prompt is None else args.post_prompt
+    splits, main = {}, _is_main()
+    for name, qs in sets.items():
+        res, answers = pope_run(model, processor, kind, qs, data['images'], post_prompt=post, parser=args.parser, max_new_tokens=args.max_new_tokens,
+                                batch_size=args.batch_size, on_missing=args.on_missing, progress=not args.quiet)
+        res['protocol'].update(seed=args.seed, n_images=len({q['image'] for q in qs}), source=data['name'])
+        splits[name] = res
+        if main:
+            print_pope(res, f' {name}')
+            if args.out: write_jsonl(_beside(args.out, f'.{name}.answers.jsonl'), answers); write_jsonl(_beside(args.out, f'.{name}.questions.jsonl'), qs)
+    mean = {k: sum(r[k] for r in splits.values()) / len(splits) for k in ('accuracy', 'precision', 'recall', 'f1', 'yes_ratio')}
+    out = {**mean, 'splits': splits, 'model': src['model'], 'adapter': src['adapter'], 'source': src['source'], 'parser': args.parser}
+    if main:
+        if len(splits) > 1: print('mean over splits: ' + '   '.join(f"{k} {100 * v:6.2f}" for k, v in mean.items()))
+        if args.out: write_json(args.out, out); print(f"  summary → {args.out}")
+    return out
+
+def eval_captions_model(args) -> dict:
+    "`fisao eval captions` with a model: one-sentence captions of the pinned image set, scored against the reference captions."
+    from fisao.eval import CAPTION_PROMPT, captions_run
+    src = resolve_eval_model(args)
+    if args.captions is None:
+        if not src['shapeworld']: raise ConfigError('a real model needs --captions CAPTIONS.json and --images DIR (e.g. COCO val2014)')
+        data = _shapeworld_data(args, src); prompt = args.prompt or data['instruction']
+    else:
+        if args.images is None: raise ConfigError('--captions with a model needs --images DIR (the folder of its image files)')
+        data = {'captions': args.captions, 'images': args.images, 'name': str(args.captions)}; prompt = args.prompt or CAPTION_PROMPT
+    model, processor, kind = _load_eval_model(args, src)
+    res, gens = captions_run(model, processor, kind, data['captions'], data['images'], n_images=args.n_images or None, seed=args.seed, prompt=prompt,
+                             max_new_tokens=args.max_new_tokens, bleu=args.bleu, batch_size=args.batch_size, on_missing=args.on_missing, progress=not args.quiet)
+    res.update(model=src['model'], adapter=src['adapter'], source=src['source'], data=data['name'])
+    if _is_main():
+        print_captions(res)
+        if args.out: write_json(args.out, res); write_jsonl(_beside(args.out, '.generations.jsonl'), gens); print(f"  summary → {args.out}")
+    return res
+
+def cmd_eval_benchmark(args) -> dict:
+    "`fisao eval mme|seed|mmbench|sqa|gqa|mmvet`: load the local benchmark copy, answer with a model (or read `--answers`), score."
+    import inspect
+    from fisao.eval import answer_questions, read_records
+    from fisao.scorers import BENCHMARKS, Questions, answer_map
+    name = args.benchmark
+    if args.data is None: raise ConfigError(f"fisao eval {name} needs --data PATH: the local copy of the benchmark (fisao never downloads; see EVAL_PROTOCOLS.md §5 for the layout)")
+    load, score, default_len = BENCHMARKS[name]
+    kw = {'image_dir': args.image_dir} if args.image_dir is not None and 'image_dir' in inspect.signature(load).parameters else {}
+    if args.on_missing == 'skip' and 'on_missing' in inspect.signature(load).parameters: kw['on_missing'] = 'skip'
+    questions = load(args.data, **kw)
+    if args.limit: questions = Questions(questions[:args.limit], questions.benchmark, questions.source, questions.protocol, questions.skipped)
+    if args.answers is not None:
+        answers, src = read_records(args.answers, 'answers file'), {'model': None, 'adapter': None, 'source': f'answers file {args.answers}'}
+    else:
+        src = resolve_eval_model(args)
+        if src['shapeworld'] and args.model is None and args.run is None: raise ConfigError(f"fisao eval {name} needs --model (or --run): the ShapeWorld tiny policy cannot read {name} questions")
+        model, processor, kind = _load_eval_model(args, src)
+        answers, skips = answer_questions(model, processor, kind, questions, max_new_tokens=args.max_new_tokens or default_len, batch_size=args.batch_size,
+                                          on_missing=args.on_missing, progress=not args.quiet, desc=name)
+    res = score(questions, answer_map(answers), allow_missing=args.allow_missing)
+    res.update(data=str(args.data), model=src['model'], adapter=src['adapter'], source=src['source'])
+    if _is_main():
+        headline = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        print(f"{name}: " + '   '.join(f"{k} {v:.4g}" for k, v in list(headline.items())[:8]))
+        if args.out:
+            write_json(args.out, res)
+            if args.answers is None: write_jsonl(_beside(args.out, '.answers.jsonl'), answers)
+            print(f"  summary → {args.out}")
+    return res
+
+def cmd_report(args) -> dict:
+    "`fisao report RUN_DIR`: write the self-contained `report.html` (figures embedded) for a train run or a demo directory."
+    from fisao.viz import report
+    out = report(args.run_dir, out=args.out, save_pngs=not args.no_pngs)
+    print(f"report → {out}")
+    return {'report': str(out)}
+
+def cmd_merge(args) -> dict:
+    "`fisao merge`: the LoRA adapter merged into its base model, saved with `save_pretrained` (a plain model directory again)."
+    from fisao.eval import merge_adapter, resolve_run
+    if args.run is not None:
+        r = resolve_run(args.run, args.step); model, adapter = r['model'], r['adapter']
+    else:
+        if args.model is None or args.adapter is None: raise ConfigError('fisao merge needs --run RUN_DIR, or --model BASE_DIR and --adapter ADAPTER_DIR')
+        model, adapter = args.model, args.adapter
+    out = merge_adapter(model, adapter, args.out, dtype=args.dtype)
+    print(f"merged {adapter} into {model} → {out}")
+    return {'model': str(model), 'adapter': str(adapter), 'out': str(out)}
+
+# %% ../nbs/13_cli.ipynb
 PENDING_STAGES = ('FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
 
 def cmd_demo(args) -> dict:
@@ -286,7 +498,8 @@ def cmd_info(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     "The `fisao` argument parser with all subcommands."
     from fisao.pretrain import PretrainConfig
-    from fisao.eval import CAPTION_BLEU, POPE_PARSERS, POPE_SPLITS
+    from fisao.eval import CAPTION_BLEU, CAPTION_PROMPT, DESCRIBE_PROMPT, POPE_PARSERS, POPE_SPLITS, SHORT_ANSWER
+    from fisao.scorers import BENCHMARKS
     from fisao.shapeworld import WorldConfig
     p = argparse.ArgumentParser(prog='fisao', description='FiSAO: token-level self-alignment of VLMs with their own vision encoder as verifier.')
     p.add_argument('--version', action='version', version=f'fisao {__version__}')
@@ -297,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--quiet', action='store_true', help='no progress bars')
     _add_dataclass_args(w, WorldConfig)
     w.set_defaults(func=cmd_world)
-    e = sub.add_parser('eval', help='evaluate: chair, captions, pope', description='Evaluation commands.')
+    e = sub.add_parser('eval', help='evaluate: chair, captions, pope, mme, seed, mmbench, sqa, gqa, mmvet',
+                       description='Evaluation commands: score existing outputs, or generate them with a model first (no --generations/--answers).')
     esub = e.add_subparsers(dest='benchmark', metavar='BENCHMARK', required=True)
     c = esub.add_parser('chair', help='CHAIR_s / CHAIR_i / Recall / Len of generated captions', description='Score generated captions with CHAIR.')
     c.add_argument('--generations', type=Path, help='JSONL with {"image_id": int, "caption": str} per line')
@@ -308,6 +522,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--singularizer', default='noun', choices=('noun', 'none'), help='singularization strategy (default: noun = lemminflect)')
     c.add_argument('--out', type=Path, help='write the summary JSON here')
     c.add_argument('--per-caption', type=Path, help='write per-caption mentions here (default: next to --out)')
+    c.add_argument('--n-images', type=int, default=500, help='with a model: seeded sample of this many sorted image ids (default: 500; 0 = all)')
+    c.add_argument('--seed', type=int, default=0, help='with a model: seed of the image sample (default: 0)')
+    c.add_argument('--prompt', help=f"with a model: the prompt (default: {DESCRIBE_PROMPT!r}; ShapeWorld: the world's instruction)")
+    c.add_argument('--max-new-tokens', type=int, nargs='+', default=[64, 512], help='with a model: length budgets, each reported (default: 64 512)')
+    c.add_argument('--num-beams', type=int, default=1, help='with a model: 1 = greedy (default), >1 = beam search')
+    c.add_argument('--drop-incomplete', action='store_true', help='with a model: drop an incomplete last sentence before scoring')
+    _add_model_args(c)
     c.set_defaults(func=cmd_eval_chair)
     cp = esub.add_parser('captions', help='BLEU-1..4 / ROUGE-L / CIDEr-D / caption score of generated captions',
                          description='Score generated captions against COCO reference captions (coco-caption scorers, pure-Python PTB tokenizer, no SPICE).')
@@ -315,6 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument('--captions', type=Path, help='COCO captions JSON (the reference captions)')
     cp.add_argument('--bleu', default='bleu_4', choices=CAPTION_BLEU, help='the BLEU in caption_score = mean(BLEU, ROUGE-L, CIDEr) (default: bleu_4)')
     cp.add_argument('--out', type=Path, help='write the summary JSON here')
+    cp.add_argument('--n-images', type=int, default=500, help='with a model: seeded sample of this many sorted image ids (default: 500; 0 = all)')
+    cp.add_argument('--seed', type=int, default=0, help='with a model: seed of the image sample (default: 0)')
+    cp.add_argument('--prompt', help=f"with a model: the prompt (default: {CAPTION_PROMPT!r}; ShapeWorld: the world's instruction)")
+    cp.add_argument('--max-new-tokens', type=int, default=64, help='with a model: length budget (default: 64)')
+    _add_model_args(cp)
     cp.set_defaults(func=cmd_eval_captions)
     pp = esub.add_parser('pope', help='POPE accuracy / precision / recall / F1 / yes-ratio of answers', description='Score answers to POPE questions.')
     pp.add_argument('--questions', type=Path, help='POPE questions: JSONL (or a JSON array) of {"question_id", "image", "text", "label"}')
@@ -322,7 +548,41 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument('--parser', default='official', choices=tuple(POPE_PARSERS), help='yes/no parser of the answers (default: official = RUCAIBox/LLaVA)')
     pp.add_argument('--allow-missing', action='store_true', help='score only the answered questions (default: an unanswered question is an error)')
     pp.add_argument('--out', type=Path, help='write the summary JSON here')
+    pp.add_argument('--instances', type=Path, help='with a model: build the questions from this COCO instances file (default: ShapeWorld)')
+    pp.add_argument('--splits', nargs='+', default=list(POPE_SPLITS), choices=POPE_SPLITS, help='with a model: splits to build (default: all three)')
+    pp.add_argument('--n-images', type=int, default=500, help='with a model: images per split (default: 500)')
+    pp.add_argument('--seed', type=int, default=0, help='with a model: seed of the question construction (default: 0)')
+    pp.add_argument('--post-prompt', help=f"with a model: text appended to each question (default: {SHORT_ANSWER!r})")
+    pp.add_argument('--max-new-tokens', type=int, default=16, help='with a model: answer length budget (default: 16)')
+    _add_model_args(pp)
     pp.set_defaults(func=cmd_eval_pope)
+    for name in BENCHMARKS:
+        b = esub.add_parser(name, help=f'{name}: score answers to a local copy (or answer with a model first)',
+                            description=f'{name}: load the local benchmark copy (--data), answer with a model or read --answers, score with the official rule.')
+        b.add_argument('--data', type=Path, help='the local benchmark file or folder (layout: EVAL_PROTOCOLS.md §5)')
+        b.add_argument('--image-dir', type=Path, help='image folder, where the benchmark keeps images apart from its questions file')
+        b.add_argument('--answers', type=Path, help='score these answers (JSONL {"question_id", "text"}) instead of generating')
+        b.add_argument('--limit', type=int, help='only the first N questions (smoke tests; not a benchmark number)')
+        b.add_argument('--max-new-tokens', type=int, help=f'answer length budget (default: {BENCHMARKS[name].max_new_tokens})')
+        b.add_argument('--allow-missing', action='store_true', help='count unanswered questions as wrong instead of stopping')
+        b.add_argument('--out', type=Path, help='write the results JSON here (answers beside it)')
+        _add_model_args(b)
+        b.set_defaults(func=cmd_eval_benchmark)
+    mg = sub.add_parser('merge', help='merge a LoRA adapter into its base model', description='Merge a LoRA adapter into its base model and save_pretrained the result.')
+    mg.add_argument('--run', type=Path, help='a fisao train run directory (its base model + newest checkpoint adapter)')
+    mg.add_argument('--step', type=int, help='with --run: the checkpoint of this step (default: newest)')
+    mg.add_argument('--model', type=Path, help='the base model directory (without --run)')
+    mg.add_argument('--adapter', type=Path, help='the LoRA adapter directory (without --run)')
+    mg.add_argument('--out', type=Path, required=True, help='output model directory')
+    mg.add_argument('--dtype', default='fp32', help='dtype to merge and save in: fp32, bf16, fp16 (default: fp32)')
+    mg.set_defaults(func=cmd_merge)
+    rp = sub.add_parser('report', help='write report.html for a train run or a demo directory',
+                        description='Write a self-contained report.html (comparison table, CHAIR bars, POPE, verifier histogram, token heatmaps, '
+                                    'captions before/after, training curves, configuration, timings) for a fisao train run or a fisao demo directory.')
+    rp.add_argument('run_dir', type=Path, help='a fisao train run directory or a fisao demo directory')
+    rp.add_argument('--out', type=Path, help='output HTML (default: RUN_DIR/report.html)')
+    rp.add_argument('--no-pngs', action='store_true', help='do not also save the figures as PNGs in report_files/')
+    rp.set_defaults(func=cmd_report)
     po = sub.add_parser('pope', help='build POPE question files', description='POPE utilities.')
     posub = po.add_subparsers(dest='pope_command', metavar='ACTION', required=True)
     pb = posub.add_parser('build', help='seeded POPE questions from a COCO instances file', description='Build POPE questions (random / popular / adversarial negatives) from a COCO instances file.')

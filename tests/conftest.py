@@ -186,3 +186,14 @@ def nb(nb_path) -> dict:
     try: return json.loads(nb_path.read_text(encoding='utf-8'))
     except (ValueError, UnicodeDecodeError) as e: err = e  # e.g. a merge left conflict markers in the JSON
     pytest.fail(f'{nb_rel(get_repo_root(), nb_path)} is not a readable notebook (JSON): {err}', pytrace=False)
+
+
+# ---- ShapeWorld's quick tiny models, built once per test session (about a minute on 2 CPU cores)
+
+@pytest.fixture(scope='session')
+def quick_pretrained(tmp_path_factory):
+    "`fisao pretrain --quick` output directory (clip/, llava/, world/, pretrain.json), shared by every test that needs models."
+    from cli_helper import fisao
+    out = tmp_path_factory.mktemp('quick_models') / 'pretrain'
+    fisao('pretrain', '--quick', '--out', out, '--quiet')
+    return out

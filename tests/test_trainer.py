@@ -21,10 +21,8 @@ QUICK = ['--quick', 'true', '--rollout_batch', '16', '--minibatch_size', '8', '-
 
 
 @pytest.fixture(scope='module')
-def pretrained(tmp_path_factory):
-    out = tmp_path_factory.mktemp('pretrained') / 'pretrain'
-    fisao('pretrain', '--quick', '--out', out, '--quiet')
-    return out
+def pretrained(quick_pretrained):
+    return quick_pretrained
 
 
 def _env():
