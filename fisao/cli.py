@@ -19,11 +19,11 @@ from .core import (ConfigError, DataError, FisaoError, atomic_write, field_docs,
                         write_json, write_jsonl)
 
 # %% auto 0
-__all__ = ['PENDING_STAGES', 'cmd_world', 'print_chair', 'cmd_eval_chair', 'print_captions', 'cmd_eval_captions', 'print_pope',
-           'cmd_eval_pope', 'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary', 'shapeworld_models',
-           'cmd_calibrate', 'cmd_train', 'resolve_eval_model', 'eval_chair_model', 'eval_pope_model',
-           'eval_captions_model', 'cmd_eval_benchmark', 'cmd_report', 'cmd_merge', 'cmd_demo', 'cmd_info',
-           'build_parser', 'main']
+__all__ = ['CONFIG_PATH_FIELDS', 'cmd_world', 'print_chair', 'cmd_eval_chair', 'print_captions', 'cmd_eval_captions',
+           'print_pope', 'cmd_eval_pope', 'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary',
+           'shapeworld_models', 'cmd_calibrate', 'cmd_train', 'resolve_eval_model', 'eval_chair_model',
+           'eval_pope_model', 'eval_captions_model', 'cmd_eval_benchmark', 'cmd_report', 'cmd_merge', 'cmd_demo',
+           'config_paths', 'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
@@ -198,7 +198,6 @@ def cmd_calibrate(args) -> dict:
     if skips.total: print(f"skipped {skips!r}")
     ids = [ids[k] for k in kept]
     model, processor, kind = load_vlm(model_path, dtype=args.dtype, device_map=args.device)
-    if kind != 'llava': raise ConfigError(f"calibrate supports LLaVA models so far; {model_path} is {kind}")
     verifier = FineGrainedVerifier.from_policy(model, clip_path, template=args.template)
     cal = calibrate(model, processor, verifier, images, ids, gt, chair, args.instruction, max_new_tokens=args.max_new_tokens,
                     batch=args.batch_size, progress=not args.quiet, model=str(model_path), data=data_name, calibration_image_ids=ids,
@@ -223,9 +222,13 @@ def cmd_train(args) -> dict:
     from fisao.trainer import FiSAOTrainer, load_config
     if any(a in ('-h', '--help') for a in args.rest):
         from fisao.trainer import config_parser
-        print(config_parser('fisao train [--config YAML] [--resume] [--quiet]').format_help()); return {}
+        print(config_parser('fisao train [--config YAML] [--resume] [--quiet] [--print-config]').format_help()); return {}
     cfg = load_config(args.config, args.rest)
     if args.quiet: cfg.progress = False
+    if args.print_config:
+        import yaml
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, width=float('inf'), allow_unicode=True), end='')
+        return cfg.to_dict()
     trainer = FiSAOTrainer(cfg, resume=args.resume)
     summary = trainer.train()
     if trainer.main:
@@ -437,51 +440,33 @@ def cmd_merge(args) -> dict:
     return {'model': str(model), 'adapter': str(adapter), 'out': str(out)}
 
 # %% ../nbs/13_cli.ipynb
-PENDING_STAGES = ('FiSAO PPO (token- and sentence-level)', 'held-out evaluation + report')
-
 def cmd_demo(args) -> dict:
-    "Run the ShapeWorld pipeline stages that exist so far; write `OUT/results.json`."
-    from fisao.chair import Chair, ChairVocab, evaluate, ground_truth
-    from fisao.data import load_coco
-    from fisao.shapeworld import world_paths
-    out, timings, t_all = Path(args.out), {}, time.perf_counter()
-    t0 = time.perf_counter()
-    meta = shapeworld_models(out / 'pretrain', args.quick, progress=True)
-    timings['pretrain'] = time.perf_counter() - t0
-    print(f"[pretrain] tiny CLIP + tiny LLaVA {'reused from cache' if meta['cached'] else 'trained'} in {out / 'pretrain'}")
-    world, rows = out / 'pretrain' / 'world', {}
-    t0 = time.perf_counter()
-    chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
-    for split in ('train', 'val'):
-        P = world_paths(world, split)
-        r = evaluate(chair, read_json(P['captions'])['annotations'], ground_truth(chair, load_coco(P['instances'])))
-        r.pop('per_caption'); rows[f'reference captions, {split}' + (' (noisy by design)' if split == 'train' else ' (clean)')] = r
-    timings['chair'] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cal_args = ['calibrate', '--pretrained', str(out / 'pretrain'), '--out', str(out / 'calibration.json'), '--quiet'] + (['--quick'] if args.quick else [])
-    print('[calibrate] ', end='')
-    cal = cmd_calibrate(build_parser().parse_args(cal_args))
-    timings['calibrate'] = time.perf_counter() - t0
-    sft = {'chair_s': meta['sft_val_chair_s'], 'chair_i': meta['sft_val_chair_i'], 'recall': meta['sft_val_recall'], 'len': meta['sft_val_len'],
-           'dup_per_caption': meta['sft_val_dup_per_caption']}
-    rows['SFT policy, val (greedy)'] = sft
-    rows['SFT policy, val_prior (greedy)'] = {k: meta[f'sft_traindist_{k}'] for k in ('chair_s', 'chair_i', 'recall', 'len')}
-    print(f"\n{'':<44}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>7}")
-    for name, r in rows.items(): print(f"{name:<44}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}{100 * r['recall']:8.1f}{r['len']:7.1f}")
-    print(f"\nverifier AUROC on the SFT policy's val mentions: {meta['verifier_auroc_mentions']:.3f} "
-          f"({meta['n_correct_mentions']} correct, {meta['n_hallucinated_mentions']} hallucinated)")
-    print('Not yet in this version (later notebooks add them): ' + '; '.join(PENDING_STAGES))
-    timings['total'] = time.perf_counter() - t_all
-    print('timings: ' + ', '.join(f'{k} {v:.0f}s' for k, v in timings.items()))
-    res = {'methods': {'sft': sft}, 'reference_captions': rows,
-           'calibration': {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'vision_weights_match')}, 'pretrain': {k: v for k, v in meta.items() if k != 'log'},
-           'pending_stages': list(PENDING_STAGES), 'timings': timings, 'quick': bool(args.quick)}
-    write_json(out / 'results.json', res); print(f"results → {out / 'results.json'}")
-    return res
+    "Run the ShapeWorld demo (`fisao.demo.run_demo`) with the `DemoConfig` from the flags."
+    import dataclasses
+    from fisao.demo import DemoConfig, run_demo
+    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig) if getattr(args, f.name, None) is not None}
+    if args.quiet: kw['progress'] = False
+    kw['out'] = str(kw.get('out', 'runs/demo'))
+    return run_demo(DemoConfig(**kw))
 
 # %% ../nbs/13_cli.ipynb
+CONFIG_PATH_FIELDS = ('model', 'clip', 'pretrained', 'prompts', 'image_dir', 'instances', 'vocab', 'calibration', 'eval_instances', 'eval_image_dir', 'out')
+
+def config_paths(cfg) -> dict:
+    "`{field: {'path', 'status'}}` for the path fields of a `TrainConfig`; status: exists, MISSING, not set, or why the field is not a path."
+    out = {}
+    for f in CONFIG_PATH_FIELDS:
+        v = getattr(cfg, f)
+        if not v: status = 'not set'
+        elif f == 'prompts' and v == 'shapeworld': status = "ShapeWorld's train split (not a path)"
+        elif f == 'pretrained' and cfg.model: status = 'unused (model is set)'
+        elif Path(v).exists(): status = 'exists'
+        else: status = 'absent (the run creates it)' if f == 'out' else 'MISSING'
+        out[f] = {'path': v, 'status': status}
+    return out
+
 def cmd_info(args) -> dict:
-    "Print versions of the kit and its key dependencies, and the devices torch sees."
+    "Print versions of the kit and its key dependencies, the devices torch sees, and with `--config` the paths of a training config."
     import importlib.metadata as md
     info = {'fisao': __version__, 'python': platform.python_version(), 'platform': platform.platform()}
     for pkg in ('torch', 'transformers', 'peft', 'trl', 'accelerate', 'pycocotools', 'lemminflect', 'nltk', 'nbdev'):
@@ -492,11 +477,20 @@ def cmd_info(args) -> dict:
     info['devices'] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if info['cuda_available'] else ['cpu']
     info['HF_HUB_OFFLINE'] = os.environ.get('HF_HUB_OFFLINE')
     for k, v in info.items(): print(f"{k:<16} {v}")
+    if args.config is not None:
+        from fisao.trainer import load_config
+        info['config'], info['config_paths'] = str(args.config), config_paths(load_config(args.config))
+        print(f"{'config':<16} {args.config}")
+        width = max(len(p['path']) for p in info['config_paths'].values())
+        for k, p in info['config_paths'].items(): print(f"  {k:<14} {p['path'] or '-':<{width}}  {p['status']}")
+        missing = [k for k, p in info['config_paths'].items() if p['status'] == 'MISSING']
+        if missing: print(f"missing: {', '.join(missing)}")
     return info
 
 # %% ../nbs/13_cli.ipynb
 def build_parser() -> argparse.ArgumentParser:
     "The `fisao` argument parser with all subcommands."
+    from fisao.demo import DemoConfig
     from fisao.pretrain import PretrainConfig
     from fisao.eval import CAPTION_BLEU, CAPTION_PROMPT, DESCRIBE_PROMPT, POPE_PARSERS, POPE_SPLITS, SHORT_ANSWER
     from fisao.scorers import BENCHMARKS
@@ -628,12 +622,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--config', type=Path, help='YAML file of TrainConfig fields (flags override it)')
     tr.add_argument('--resume', action='store_true', help='continue from the newest complete checkpoint in the run directory')
     tr.add_argument('--quiet', action='store_true', help='no progress bar')
+    tr.add_argument('--print-config', action='store_true', help='print the resolved config (YAML + flags) and exit without training')
     tr.set_defaults(func=cmd_train)
-    d = sub.add_parser('demo', help='run the ShapeWorld demo', description='Run the whole method on ShapeWorld on the CPU.')
-    d.add_argument('--out', type=Path, default=Path('runs/demo'), help='run directory (default: runs/demo)')
-    d.add_argument('--quick', action='store_true', help='a small configuration for CI (< 1 min)')
+    d = sub.add_parser('demo', help='run the ShapeWorld demo', description='Run the whole method on ShapeWorld on the CPU: tiny models, calibration, '
+                       'FiSAO PPO (token-level, sentence-level, oracle reward), held-out CHAIR and POPE, results.json and report.html.')
+    d.add_argument('--quiet', action='store_true', help='no progress bars')
+    _add_dataclass_args(d, DemoConfig, skip=('progress',))
     d.set_defaults(func=cmd_demo)
-    i = sub.add_parser('info', help='versions, devices, settings')
+    i = sub.add_parser('info', help='versions, devices, settings', description='Versions, devices, settings; with --config, the paths a training config points to.')
+    i.add_argument('--config', type=Path, help='a training config YAML: print the paths it points to and whether each exists')
     i.set_defaults(func=cmd_info)
     return p
 

@@ -24,8 +24,9 @@ from .ppo import Rollout, compute_advantages, compute_rewards, generate_response
 from .rewards import AdaptiveKLController, FixedKLController, RewardConfig, kl_estimate
 
 # %% auto 0
-__all__ = ['CKPT_RE', 'TrainConfig', 'llava15_7b', 'config_parser', 'load_config', 'save_config', 'PromptSet', 'MetricsLog',
-           'read_metrics', 'list_checkpoints', 'rng_state', 'set_rng_state', 'NonFiniteError', 'FiSAOTrainer']
+__all__ = ['PRESETS', 'CKPT_RE', 'TrainConfig', 'llava15_7b', 'instructblip_13b', 'config_parser', 'load_config', 'save_config',
+           'preset_yaml', 'write_preset', 'PromptSet', 'MetricsLog', 'read_metrics', 'list_checkpoints', 'rng_state',
+           'set_rng_state', 'NonFiniteError', 'FiSAOTrainer']
 
 # %% ../nbs/10_trainer.ipynb
 @dataclass
@@ -199,6 +200,12 @@ def llava15_7b(**kw) -> TrainConfig:
                 eval_image_dir='data/coco/val2014', eval_images=500, eval_every=25, save_every=25, kl_coef=0.05)
     return TrainConfig(**{**base, **kw})
 
+def instructblip_13b(**kw) -> TrainConfig:
+    "The paper's InstructBLIP-13B run: `llava15_7b()` with lr 4e-6 (Table 7), InstructBLIP-Vicuna-13B, a separate CLIP ViT-L/14 as the verifier, micro-batches of 2."
+    base = dict(out='runs/instructblip_13b', model='models/instructblip-vicuna-13b', clip='models/clip-vit-large-patch14', lr=4e-6,
+                grad_accum=2, calibration='runs/instructblip_13b/calibration.json')
+    return llava15_7b(**{**base, **kw})
+
 # %% ../nbs/10_trainer.ipynb
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
 
@@ -249,6 +256,79 @@ def save_config(cfg:TrainConfig, path) -> Path:
     import yaml
     with atomic_write(path) as f: yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     return Path(path)
+
+# %% ../nbs/10_trainer.ipynb
+PRESETS = {'llava15_7b': llava15_7b, 'instructblip_13b': instructblip_13b}
+
+_UNVERIFIED = '[ours] unverified:'
+_PRESET_NOTES = {  # field -> where its value comes from (both presets; `_PRESET_EXTRA` overrides per preset)
+    'steps': '[card] 1 epoch of 8k prompts: 8000 / (16 per process x 4 processes); the paper scripts recompute it for other process counts',
+    'model': 'local Hugging Face checkpoint directory (placeholder: edit, or pass --model)',
+    'dtype': '[ours] bf16 weights on A100',
+    'prompts': '[card] LLaVA-Instruct-150k (llava_instruct_150k.json), the first n_prompts records',
+    'image_dir': '[ours] COCO train2017: the folder LLaVA-Instruct\'s image file names refer to',
+    'n_prompts': '[card] the first 8k prompts',
+    'calibration': '`fisao calibrate` on 5,000 COCO train images [card]; the paper scripts use train2014 (disjoint from val2014) [ours]',
+    'template': f'{_UNVERIFIED} the verifier\'s text template (the paper gives none)',
+    'reward_reading': f'{_UNVERIFIED} the paper\'s Eq. 8 is not recoverable; normalized = lam * (N(s) - xi)',
+    'xi': '[card] xi = 0.2',
+    'lam': '[card] lambda = 10',
+    'repetition_guard': f'{_UNVERIFIED} not in the paper (a prototype learned to repeat objects without it)',
+    'repeat_reward': f'{_UNVERIFIED} not in the paper (= -lam)',
+    'reward_placement': f'{_UNVERIFIED} a mention\'s reward on its last sub-token',
+    'max_new_tokens': f'{_UNVERIFIED} rollout length (the paper gives none; 512 = the CHAIR long budget)',
+    'temperature': f'{_UNVERIFIED} rollout sampling (the paper gives none)',
+    'rollout_batch': f'{_UNVERIFIED} prompts per process per PPO step: 64 per step on 4 GPUs (the paper gives no batch size)',
+    'minibatch_size': f'{_UNVERIFIED} rows per process per optimizer step',
+    'grad_accum': f'{_UNVERIFIED} micro-batches per optimizer step (memory, not the update)',
+    'ppo_epochs': '[card] 4 PPO epochs per batch',
+    'lr': '[card] Table 7',
+    'lora_r': '[card] LoRA r = 128',
+    'lora_alpha': '[card] LoRA alpha = 256',
+    'lora_dropout': f'{_UNVERIFIED} the paper gives none',
+    'gamma': f'{_UNVERIFIED} standard token-level PPO (the paper gives no PPO internals)',
+    'gae_lambda': f'{_UNVERIFIED} standard token-level PPO',
+    'clip_eps': f'{_UNVERIFIED} standard token-level PPO',
+    'vf_coef': f'{_UNVERIFIED} standard token-level PPO',
+    'kl_coef': f'{_UNVERIFIED} per-token KL penalty beta (the paper gives none)',
+    'eval_every': '[ours] held-out CHAIR during training on eval_images COCO val2014 images (monitoring only)',
+    'eval_instances': '[ours] placeholder path (the paper scripts pass the real one)',
+    'eval_image_dir': '[ours] placeholder path (the paper scripts pass the real one)',
+    'mixed_precision': '[ours] bf16 autocast on A100',
+}
+_PRESET_EXTRA = {
+    'llava15_7b': {
+        'header': 'FiSAO on LLaVA-1.5-7B: the paper\'s run (Cui et al., ICLR 2025) as far as it is stated, lr 5e-7.',
+        'clip': '[ours] CLIP ViT-L/14-336, the checkpoint LLaVA-1.5\'s vision tower comes from: its text tower completes the verifier (vision weights checked equal at load)'},
+    'instructblip_13b': {
+        'header': 'FiSAO on InstructBLIP-Vicuna-13B: the paper\'s run (Cui et al., ICLR 2025) as far as it is stated, lr 4e-6.',
+        'clip': f'{_UNVERIFIED} a separate CLIP ViT-L/14 (both towers) is the verifier: InstructBLIP\'s EVA-CLIP vision tower has no text tower',
+        'grad_accum': f'{_UNVERIFIED} 2 micro-batches of 2 rows: 13B activations at 512 tokens (estimate, not measured)'},
+}
+
+def preset_yaml(name:str) -> str:
+    "The YAML text of preset `name` (a key of `PRESETS`): a header, then every `TrainConfig` field, paper-relevant ones commented with their source."
+    import yaml
+    if name not in PRESETS: raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    extra = _PRESET_EXTRA[name]
+    notes = {**_PRESET_NOTES, **{k: v for k, v in extra.items() if k != 'header'}}
+    header = [extra['header'],
+              f"Written by fisao.trainer.write_preset('{name}') from fisao.trainer.{name}(); tests/test_paper_scripts.py checks the two agree.",
+              'Do not edit by hand: change the preset in nbs/10_trainer.ipynb and rewrite, or copy this file and edit the copy.',
+              '[card] = stated in the reproducibility card (the paper\'s Table 7 as the card quotes it);',
+              '[ours] = this project\'s choice where the paper is silent; "unverified" = no real run has been made with it yet.',
+              'Untagged fields are TrainConfig defaults (every field: `fisao train --help`). Paths are placeholders relative to the',
+              f'repository root; scripts/paper_{name}.sh passes the real ones as flags.',
+              f'accelerate launch --config_file configs/accelerate/4xa100.yaml -m fisao.cli train --config configs/{name}.yaml']
+    body = yaml.safe_dump(PRESETS[name]().to_dict(), sort_keys=False, width=float('inf'), allow_unicode=True).splitlines()
+    lines = [f"{l:<42}  # {notes[k]}" if (k := l.split(':', 1)[0]) in notes else l for l in body]
+    return ''.join(f'# {h}\n' for h in header) + ''.join(l.rstrip() + '\n' for l in lines)
+
+def write_preset(name:str, path=None) -> Path:
+    "Write `preset_yaml(name)` to `path` (default: `configs/{name}.yaml`), atomically."
+    path = Path(path or f'configs/{name}.yaml')
+    with atomic_write(path) as f: f.write(preset_yaml(name))
+    return path
 
 # %% ../nbs/10_trainer.ipynb
 class PromptSet:

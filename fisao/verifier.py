@@ -50,8 +50,14 @@ class FineGrainedVerifier:
 
     @classmethod
     def from_policy(cls, policy_model, clip_path, template:str='a photo of a {}') -> 'FineGrainedVerifier':
-        "Verifier sharing `policy_model`'s vision tower (same object) with the text side of the local CLIP at `clip_path`."
+        "Verifier sharing `policy_model`'s vision tower (same object) with the text side of the local CLIP at `clip_path` (InstructBLIP: `from_clip`)."
+        from fisao.models import model_kind
         clip_path = require_path(clip_path, 'CLIP checkpoint directory (the verifier\'s text tower)', kind='dir')
+        if model_kind(policy_model) == 'instructblip':  # EVA-CLIP ViT-g + Q-Former: no CLIP text tower matches it
+            warnings.warn(f"InstructBLIP policy: the verifier uses both towers of {clip_path} (vision_source='clip'), not the policy's own "
+                          f"EVA-CLIP encoder, which has no matching text tower — a documented choice, recorded in every result.", stacklevel=2)
+            p = next(policy_model.parameters())
+            return cls.from_clip(clip_path, template, device=p.device, dtype=p.dtype)
         clip = CLIPModel.from_pretrained(clip_path, local_files_only=True)
         proc = CLIPProcessor.from_pretrained(clip_path, local_files_only=True)
         tower = vision_tower_of(policy_model)
@@ -63,6 +69,16 @@ class FineGrainedVerifier:
                 template, vision_weights_match=match, vision_source='policy', clip_path=str(clip_path))
         del clip.vision_model  # the policy's tower is used; no second copy kept
         return v
+
+    @classmethod
+    def from_clip(cls, clip_path, template:str='a photo of a {}', device=None, dtype=None) -> 'FineGrainedVerifier':
+        "Verifier made of both towers of the local CLIP at `clip_path` (InstructBLIP: its EVA-CLIP tower has no CLIP text tower)."
+        clip_path = require_path(clip_path, 'CLIP checkpoint directory (the verifier)', kind='dir')
+        clip = CLIPModel.from_pretrained(clip_path, local_files_only=True)
+        proc = CLIPProcessor.from_pretrained(clip_path, local_files_only=True)
+        tower = clip.vision_model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return cls(tower, clip.visual_projection, clip.text_model, clip.text_projection, proc.tokenizer, proc.image_processor,
+                   template, vision_weights_match=False, vision_source='clip', clip_path=str(clip_path))
 
     def identity(self) -> dict:
         "What a result file must record about this verifier."
@@ -145,8 +161,10 @@ def calibrate(policy_model, processor, verifier:FineGrainedVerifier, images:list
               instruction:str, max_new_tokens:int=40, batch:int=100, progress:bool=False, **identity) -> dict:
     "Caption `images` with the policy (greedy), label mentions with `chair` against `gt`, score them: the calibration record."
     from fisao.chair import evaluate
-    from fisao.pretrain import generate_captions
-    caps = generate_captions(policy_model, processor, images, instruction, batch=batch, max_new_tokens=max_new_tokens, progress=progress)
+    from fisao.eval import generate_texts
+    from fisao.models import model_kind
+    caps = generate_texts(policy_model, processor, model_kind(policy_model), images, [instruction] * len(images), max_new_tokens=max_new_tokens,
+                          batch_size=batch, progress=progress, desc='calibration captions')
     res = evaluate(chair, [{'image_id': i, 'caption': c} for i, c in zip(image_ids, caps)], gt, source='calibration captions')
     verifier.new_rollout()
     row = {i: k for k, i in enumerate(image_ids)}

@@ -3,6 +3,7 @@
 One quick demo run (small world, short schedules: a smoke test of the code path, not of the targets) is shared by the
 tests of this module. The default configuration's targets are measured in nbs/06_pretrain.ipynb and benchmarks/RESULTS.md."""
 import json
+import shutil
 import time
 
 import pytest
@@ -13,21 +14,29 @@ from cli_helper import fisao
 
 
 @pytest.fixture(scope='module')
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, quick_pretrained):
+    "`fisao demo --quick` with the session's quick models copied in (so the demo's pretrain stage is a cache hit)."
     out = tmp_path_factory.mktemp('demo')
-    r = fisao('demo', '--quick', '--out', out)
+    shutil.copytree(quick_pretrained, out / 'pretrain')
+    r = fisao('demo', '--quick', '--quiet', '--out', out)
     return out, r
 
 
 def test_demo_quick_writes_results(demo):
     out, r = demo
     res = json.loads((out / 'results.json').read_text())
-    assert res['quick'] is True and res['pending_stages']
-    clean = res['reference_captions']['reference captions, val (clean)']
-    assert (clean['chair_i'], clean['recall']) == (0.0, 1.0)
-    for k in ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption'):
-        assert 0 <= res['methods']['sft'][k] <= (1 if k != 'len' and k != 'dup_per_caption' else 100)
-    assert 'Not yet in this version' in r.stdout and 'SFT policy, val (greedy)' in r.stdout
+    assert res['quick'] is True and set(res['methods']) == {'sft', 'fisao_token', 'fisao_sentence', 'oracle_token'}
+    for m in res['methods'].values():
+        for k in ('chair_s', 'chair_i', 'recall', 'pope_f1'): assert 0 <= m[k] <= 1, k
+        assert m['len'] > 0 and m['dup_per_caption'] >= 0 and set(m['pope']) == {'random', 'popular', 'adversarial'}
+    for m in ('fisao_token', 'fisao_sentence', 'oracle_token'):
+        assert (out / 'runs' / m / 'summary.json').exists() and list((out / 'runs' / m / 'checkpoints').glob('step-*'))
+    assert (out / 'report.html').stat().st_size > 10_000 and (out / 'calibration.json').exists()
+    for line in ('[1/5 pretrain]', '[5/5 report]', 'SFT policy', 'FiSAO, token-level', 'FiSAO, sentence-level', 'oracle reward, token-level', 'timings:'):
+        assert line in r.stdout, line
+    # a second run reuses every stage's output
+    again = fisao('demo', '--quick', '--quiet', '--out', out)
+    assert again.stdout.count('(reused)') == 3 and 'reused from the cache' in again.stdout
 
 
 def test_pretrain_json_contract(demo):
