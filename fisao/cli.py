@@ -276,12 +276,11 @@ def resolve_eval_model(args) -> dict:
 
 def _load_eval_model(args, src:dict) -> tuple:
     "Load the model of `src` on this process's device (accelerate's when launched with several processes)."
-    from accelerate import PartialState
-    from fisao.eval import load_policy
+    from fisao.eval import load_policy, process_state
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     device = args.device
-    st = PartialState()
+    st = process_state()
     if device is None and st.num_processes > 1 and st.device.type != 'cpu': device = str(st.device)
     return load_policy(src['model'], src['adapter'], dtype=args.dtype, device=device)
 
@@ -295,8 +294,8 @@ def _shapeworld_data(args, src:dict) -> dict:
             'name': f'shapeworld:{args.split}'}
 
 def _is_main() -> bool:
-    from accelerate import PartialState
-    return PartialState().is_main_process
+    from fisao.eval import process_state
+    return process_state().is_main_process
 
 def _beside(out, suffix:str):
     "The file beside `out` with `suffix` (None when there is no `--out`)."

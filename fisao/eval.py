@@ -25,8 +25,8 @@ __all__ = ['PTB_PUNCTUATIONS', 'PTB_BRACKETS', 'PTB_ABBREVIATIONS', 'CAPTION_BLE
            'DESCRIBE_PROMPT', 'SHORT_ANSWER', 'CAPTION_PROMPT', 'read_records', 'ptb_tokenize', 'reference_captions',
            'caption_metrics', 'pope_question', 'image_objects', 'build_pope', 'check_pope_questions', 'read_pope',
            'parse_official', 'parse_opera', 'parse_exact', 'pope_metrics', 'chair_image_ids',
-           'drop_incomplete_sentence', 'load_policy', 'resolve_run', 'merge_adapter', 'generate_texts', 'run_sharded',
-           'answer_questions', 'chair_run', 'pope_run', 'captions_run']
+           'drop_incomplete_sentence', 'load_policy', 'resolve_run', 'merge_adapter', 'generate_texts', 'process_state',
+           'run_sharded', 'answer_questions', 'chair_run', 'pope_run', 'captions_run']
 
 # %% ../nbs/11_eval.ipynb
 def read_records(path, what:str='records file') -> list:
@@ -290,10 +290,14 @@ def generate_texts(model, processor, kind:str, images, instructions, max_new_tok
         out += tok.batch_decode(gen[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
     return [t.strip() for t in out]
 
+def process_state():
+    "accelerate's `PartialState`, initialised for CPU processes when there is no GPU (so `torchrun` on CPU shards too)."
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
 def run_sharded(items:list, fn) -> list:
     "`fn(shard)` on this process's shard (items r, r+W, …) of `items`, gathered from all processes in `items`' order."
-    from accelerate import PartialState
-    st = PartialState()
+    st = process_state()
     W, r = st.num_processes, st.process_index
     mine = fn(list(items)[r::W])
     if len(mine) != len(items[r::W]): raise RuntimeError(f"run_sharded: fn returned {len(mine)} results for {len(items[r::W])} items")

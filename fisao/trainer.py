@@ -482,7 +482,6 @@ class FiSAOTrainer:
             root = Path(cfg.pretrained)
             model_path, self.clip_path, self.world_dir = root / 'llava', Path(cfg.clip) if cfg.clip else root / 'clip', root / 'world'
         base, self.processor, self.kind = load_vlm(model_path, dtype=cfg.dtype)
-        if self.kind != 'llava': raise ConfigError(f"training supports LLaVA models so far; {model_path} is {self.kind}")
         self.model_path = model_path
         policy = PolicyWithValue.from_base(base, self.kind, lora_config(self.kind, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
         policy.to(self.acc.device)
@@ -587,7 +586,8 @@ def _rollout_step(self:FiSAOTrainer, step:int) -> dict:
     scores = ro.scores.to(acc.device)                                        # (B, T)
     t_rew = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rollout = Rollout(input_ids, attention_mask, inputs['pixel_values'], response_mask, truncated, scores=scores)
+    extra = {k: inputs[k] for k in ('qformer_input_ids', 'qformer_attention_mask') if k in inputs} or None  # InstructBLIP's Q-Former text
+    rollout = Rollout(input_ids, attention_mask, inputs['pixel_values'], response_mask, truncated, scores=scores, extra=extra)
     rollout = score_rollout(self.policy, rollout, cfg.temperature, batch_size=cfg.minibatch_size)
     t_score = time.perf_counter() - t0
     mask = response_mask.to(scores.dtype)                                    # (B, T)
@@ -644,12 +644,13 @@ FiSAOTrainer.rollout_step = _rollout_step
 def _evaluate(self:FiSAOTrainer) -> dict:
     "Held-out CHAIR of the current policy (greedy) on the fixed eval subset: `eval/*` metrics (on every process)."
     from fisao.chair import evaluate
-    from fisao.pretrain import generate_captions
+    from fisao.eval import generate_texts
     if self.eval_set is None: return {}
     rows = self.eval_rows[self.rank::self.world]
     images, ids, instructions = self.eval_set.batch(rows)
     self.unwrapped.eval()
-    caps = generate_captions(self.unwrapped, self.processor, images, self.cfg.instruction, max_new_tokens=self.cfg.max_new_tokens) if rows else []
+    caps = generate_texts(self.unwrapped, self.processor, self.kind, images, [self.cfg.instruction] * len(images), max_new_tokens=self.cfg.max_new_tokens,
+                          batch_size=100) if rows else []
     pairs = list(zip(ids, caps))
     if self.world > 1:
         from accelerate.utils import gather_object

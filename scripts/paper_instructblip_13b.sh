@@ -8,9 +8,8 @@
 #   scripts/paper_instructblip_13b.sh             # run it (rerun to resume: finished stages are skipped, training uses --resume)
 #
 # The verifier is a separate CLIP ViT-L/14 (both towers): InstructBLIP's EVA-CLIP vision tower has no text tower
-# (a documented choice, recorded in every result). Status: fisao calibrate runs on InstructBLIP; fisao train still stops on
-# non-LLaVA models ("supports LLaVA models so far": rollouts do not carry the Q-Former inputs yet); the eval commands load
-# InstructBLIP (not yet run on the real checkpoint).
+# (a documented choice, recorded in every result). Status: fisao calibrate, fisao train and the eval commands run on
+# InstructBLIP (checked end to end on a tiny random InstructBLIP on CPU; not yet on the real 13B checkpoint).
 #
 # Settings are environment variables (defaults in brackets):
 #   DATA [data]  MODELS [models]  RUN [runs/paper_instructblip_13b]  NPROC [4]  DRY_RUN [0]

@@ -154,3 +154,18 @@ def test_benchmark_scoring_from_answers(tmp_path):
 ])
 def test_user_errors_are_one_line(capsys, args, msg):
     assert msg in fails(capsys, *args)
+
+
+def test_two_process_eval_equals_one(sw, tmp_path):
+    "`torchrun --nproc_per_node 2 -m fisao.cli eval chair` on CPU: each process a shard, gathered in order, written once — same as 1 process."
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    args = ['eval', 'chair', *map(str, sw['flags']), '--n-images', '24', '--max-new-tokens', '12']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port', str(port),
+                        '-m', 'fisao.cli', *args, '--out', str(tmp_path / 'two.json')], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('CHAIR at max_new_tokens=12') == 1, r.stdout  # only the main process prints
+    run(*args, '--out', tmp_path / 'one.json')
+    assert (tmp_path / 'two.L12.generations.jsonl').read_text() == (tmp_path / 'one.L12.generations.jsonl').read_text()
