@@ -403,8 +403,9 @@ def cmd_eval_benchmark(args) -> dict:
     if args.answers is not None:
         answers, src = read_records(args.answers, 'answers file'), {'model': None, 'adapter': None, 'source': f'answers file {args.answers}'}
     else:
+        if args.model is None and args.run is None:  # refuse before building ShapeWorld's tiny models
+            raise ConfigError(f"fisao eval {name} needs --model (or --run): the ShapeWorld tiny policy cannot read {name} questions")
         src = resolve_eval_model(args)
-        if src['shapeworld'] and args.model is None and args.run is None: raise ConfigError(f"fisao eval {name} needs --model (or --run): the ShapeWorld tiny policy cannot read {name} questions")
         model, processor, kind = _load_eval_model(args, src)
         answers, skips = answer_questions(model, processor, kind, questions, max_new_tokens=args.max_new_tokens or default_len, batch_size=args.batch_size,
                                           on_missing=args.on_missing, progress=not args.quiet, desc=name)

@@ -66,11 +66,12 @@ def train_config(dcfg:DemoConfig, method:str):
 # %% ../nbs/13a_demo.ipynb
 def pope_from_descriptions(questions, descriptions:dict, chair) -> tuple:
     "POPE answers `[{question_id, text}]` read from `descriptions` (`{image file name: caption}`): 'Yes' iff the caption mentions the object."
+    from fisao.eval import pope_object
     s2o = chair.vocab.synonym_to_object
     mentioned = {img: {m.object for m in chair.mentions(cap)} for img, cap in descriptions.items()}
     answers = []
     for q in questions:
-        obj = q['text'].split('Is there ', 1)[1].rsplit(' in the image?', 1)[0].split(' ', 1)[1]  # "Is there a/an OBJ in the image?"
+        obj = pope_object(q['text'])
         cat = s2o.get(obj, obj)
         answers.append({'question_id': q['question_id'], 'text': 'Yes' if cat in mentioned[q['image']] else 'No'})
     return answers

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -23,10 +24,10 @@ from .data import image_captions, load_coco
 # %% auto 0
 __all__ = ['PTB_PUNCTUATIONS', 'PTB_BRACKETS', 'PTB_ABBREVIATIONS', 'CAPTION_BLEU', 'POPE_SPLITS', 'POPE_PARSERS',
            'DESCRIBE_PROMPT', 'SHORT_ANSWER', 'CAPTION_PROMPT', 'read_records', 'ptb_tokenize', 'reference_captions',
-           'caption_metrics', 'pope_question', 'image_objects', 'build_pope', 'check_pope_questions', 'read_pope',
-           'parse_official', 'parse_opera', 'parse_exact', 'pope_metrics', 'chair_image_ids',
+           'caption_metrics', 'pope_question', 'pope_object', 'image_objects', 'build_pope', 'check_pope_questions',
+           'read_pope', 'parse_official', 'parse_opera', 'parse_exact', 'pope_metrics', 'chair_image_ids',
            'drop_incomplete_sentence', 'load_policy', 'resolve_run', 'merge_adapter', 'generate_texts', 'process_state',
-           'run_sharded', 'answer_questions', 'chair_run', 'pope_run', 'captions_run']
+           'run_sharded', 'question_image', 'answer_questions', 'chair_run', 'pope_run', 'captions_run']
 
 # %% ../nbs/11_eval.ipynb
 def read_records(path, what:str='records file') -> list:
@@ -104,6 +105,12 @@ POPE_SPLITS = ('random', 'popular', 'adversarial')
 def pope_question(obj:str) -> str:
     "POPE's question for `obj`, with the right indefinite article."
     return f"Is there {'an' if obj[:1].lower() in ('a', 'e', 'i', 'o', 'u') else 'a'} {obj} in the image?"
+
+def pope_object(text:str) -> str:
+    "The object a POPE question asks about (the inverse of `pope_question`); a text of another shape is an error quoting it."
+    m = re.fullmatch(r'Is there an? (.+) in the image\?', text.strip())
+    if not m: raise DataError(f"not a POPE question ('Is there a/an OBJECT in the image?'): {text!r}")
+    return m.group(1)
 
 def image_objects(coco) -> dict:
     "`{image_id: [category names]}` from an instances `COCO`: each image's distinct objects in order of first annotation."
@@ -307,7 +314,7 @@ def run_sharded(items:list, fn) -> list:
     return [x for _, x in sorted(pairs, key=lambda t: t[0])]
 
 # %% ../nbs/11_eval.ipynb
-def _question_image(q:dict, image_dir):
+def question_image(q:dict, image_dir=None):
     "The PIL image of question record `q`: `image_b64` (inline, MMBench) or the file `image` (relative to `image_dir`)."
     from fisao.data import ImageLoadError, load_image
     if q.get('image_b64'):
@@ -334,7 +341,7 @@ def answer_questions(model, processor, kind:str, questions, image_dir=None, max_
         for i in tqdm(range(0, len(shard), batch_size), desc=desc, disable=not progress, leave=False):
             chunk, res, images, where = shard[i:i + batch_size], [], [], []
             for q in chunk:
-                try: images.append(_question_image(q, image_dir)); where.append(len(res)); res.append(None)
+                try: images.append(question_image(q, image_dir)); where.append(len(res)); res.append(None)
                 except (ImageLoadError, FileNotFoundError) as e:
                     if on_missing == 'raise': raise
                     res.append({'skip': 'missing' if isinstance(e, FileNotFoundError) else 'unreadable', 'detail': str(e)})

@@ -14,17 +14,18 @@ from collections import defaultdict, namedtuple
 from pathlib import Path
 
 from .core import ConfigError, DataError, MissingPathError, read_json, require_path
+from .eval import SHORT_ANSWER
 
 # %% auto 0
 __all__ = ['SHORT_ANSWER_PROMPT', 'LETTER_PROMPT', 'IMAGE_SUFFIXES', 'ON_MISSING', 'MME_SUBTASKS', 'MME_YES_NO', 'MME_PARSERS',
            'SEED_EXTRACTS', 'MMBENCH_COLUMNS', 'MMVET_OFFICIAL_JUDGES', 'Benchmark', 'BENCHMARKS', 'Questions',
-           'open_image', 'answer_map', 'mme_prompt', 'load_mme', 'mme_parse', 'score_mme', 'load_seed', 'seed_extract',
-           'score_seed', 'load_mmbench', 'mmbench_extract', 'score_mmbench', 'sqa_prompt', 'load_sqa', 'sqa_extract',
-           'score_sqa', 'load_gqa', 'gqa_normalize', 'score_gqa', 'load_mmvet', 'mmvet_rule_judge', 'score_mmvet',
-           'load_benchmark', 'score_benchmark']
+           'answer_map', 'mme_prompt', 'load_mme', 'mme_parse', 'score_mme', 'load_seed', 'seed_extract', 'score_seed',
+           'load_mmbench', 'mmbench_extract', 'score_mmbench', 'sqa_prompt', 'load_sqa', 'sqa_extract', 'score_sqa',
+           'load_gqa', 'gqa_normalize', 'score_gqa', 'load_mmvet', 'mmvet_rule_judge', 'score_mmvet', 'load_benchmark',
+           'score_benchmark']
 
 # %% ../nbs/11a_scorers.ipynb
-SHORT_ANSWER_PROMPT = "\nAnswer the question using a single word or phrase."
+SHORT_ANSWER_PROMPT = SHORT_ANSWER  # the one copy of this string lives in fisao.eval
 LETTER_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 ON_MISSING = ('error', 'skip')
@@ -57,11 +58,7 @@ def _options_text(options) -> str:
     "'\\nA. …\\nB. …' for a list of option texts."
     return ''.join(f'\n{chr(65 + i)}. {o}' for i, o in enumerate(options))
 
-def open_image(record):
-    "The record's image as an RGB PIL image, read from `image` (a path) or decoded from `image_b64` (MMBench)."
-    from PIL import Image
-    if record.get('image_b64'): return Image.open(io.BytesIO(base64.b64decode(record['image_b64']))).convert('RGB')
-    return Image.open(record['image']).convert('RGB')
+
 
 # %% ../nbs/11a_scorers.ipynb
 def answer_map(records, source:str='answers') -> dict:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from fisao.core import ConfigError, DataError, MissingPathError
+from fisao.eval import question_image
 from fisao.scorers import (BENCHMARKS, LETTER_PROMPT, SHORT_ANSWER_PROMPT, answer_map, load_benchmark, load_mmbench, load_mme,
-                           load_seed, load_sqa, open_image, score_benchmark, score_mmbench, score_mme, score_mmvet)
+                           load_seed, load_sqa, score_benchmark, score_mmbench, score_mme, score_mmvet)
 
 FIX = Path(__file__).resolve().parent / 'fixtures' / 'benchmarks'
 
@@ -43,7 +44,7 @@ def test_fixture_loads_and_scores(name):
     assert len(qs) == n_records and qs.n_skipped == 0
     for q in qs:
         assert isinstance(q['question_id'], str) and q['prompt']
-        assert open_image(q).size == (8, 8)
+        assert question_image(q).size == (8, 8)
         if 'image' in q: assert Path(q['image']).is_absolute()
     r = score_benchmark(name, qs, ANSWERS[name])
     assert r[key] == pytest.approx(value)
