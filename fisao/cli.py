@@ -15,25 +15,27 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core import (ConfigError, DataError, FisaoError, atomic_write, field_docs, logger, read_json, read_jsonl, require_path,
+from .core import (ConfigError, DataError, FisaoError, StopRequested, atomic_write, field_docs, logger, read_json, read_jsonl, require_path,
                         write_json, write_jsonl)
 
 # %% auto 0
 __all__ = ['CONFIG_PATH_FIELDS', 'cmd_world', 'print_chair', 'cmd_eval_chair', 'print_captions', 'cmd_eval_captions',
            'print_pope', 'cmd_eval_pope', 'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary',
            'shapeworld_models', 'cmd_calibrate', 'cmd_train', 'resolve_eval_model', 'eval_chair_model',
-           'eval_pope_model', 'eval_captions_model', 'cmd_eval_benchmark', 'cmd_report', 'cmd_merge', 'cmd_demo',
-           'config_paths', 'cmd_info', 'build_parser', 'main']
+           'eval_pope_model', 'eval_captions_model', 'cmd_eval_benchmark', 'cmd_report', 'cmd_merge', 'cmd_ablate',
+           'cmd_demo', 'config_paths', 'cmd_info', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
-def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=()) -> None:
-    "Add one `--flag` per field of dataclass `cls` (help from its field docstrings; tuples are not exposed)."
+def _add_dataclass_args(p:argparse.ArgumentParser, cls, skip=(), only_if_given:bool=False) -> None:
+    """Add one `--flag` per field of dataclass `cls` (help from its field docstrings; tuples are not exposed).
+    With `only_if_given`, a flag not on the command line leaves no attribute (so a config file's value stands)."""
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or f.type in ('tuple', tuple): continue
         flag, default = '--' + f.name.replace('_', '-'), f.default
-        if isinstance(default, bool): p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=docs.get(f.name, ''))
-        else: p.add_argument(flag, type=type(default), default=default, metavar=f.name.upper(), help=docs.get(f.name, '') + f' (default: {default})')
+        given = argparse.SUPPRESS if only_if_given else default
+        if isinstance(default, bool): p.add_argument(flag, action=argparse.BooleanOptionalAction, default=given, help=docs.get(f.name, ''))
+        else: p.add_argument(flag, type=type(default), default=given, metavar=f.name.upper(), help=docs.get(f.name, '') + f' (default: {default})')
 
 def cmd_world(args) -> dict:
     "Write a ShapeWorld dataset to `args.out`."
@@ -160,6 +162,13 @@ def shapeworld_models(pretrained, quick:bool=False, progress:bool=True) -> dict:
     from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
     from fisao.shapeworld import WorldConfig
     with file_lock(Path(str(pretrained).rstrip('/') + '.lock')):
+        meta_path = Path(pretrained) / 'pretrain.json'
+        if meta_path.is_file() and (Path(pretrained) / 'llava' / 'config.json').is_file():
+            meta = read_json(meta_path)
+            known = {WorldConfig().fingerprint(), quick_world_config().fingerprint()}
+            if meta.get('world', {}).get('fingerprint') not in known:  # built for another world (e.g. `fisao ablate`'s dense one): never overwritten
+                logger.info('%s holds models of a custom ShapeWorld (fingerprint %s); reusing them', pretrained, meta['world']['fingerprint'])
+                return {**meta, 'cached': True}
         return pretrain(pretrained, quick_pretrain_config() if quick else PretrainConfig(), quick_world_config() if quick else WorldConfig(), progress=progress)
 
 def cmd_calibrate(args) -> dict:
@@ -257,6 +266,7 @@ def _add_model_args(p:argparse.ArgumentParser) -> None:
     g.add_argument('--batch-size', type=int, default=16, help='generation batch size (default: 16)')
     g.add_argument('--on-missing', default='raise', choices=('raise', 'skip'), help='a missing/unreadable image: stop (default) or skip and count it')
     g.add_argument('--quiet', action='store_true', help='no progress bars')
+    g.add_argument('--trust-remote-code', action='store_true', help='let transformers run Python code shipped with --model (off by default; never needed for LLaVA-1.5 / InstructBLIP)')
 
 def resolve_eval_model(args) -> dict:
     "`{model, adapter, kind_of_source, shapeworld}`: what `args` asks to evaluate (ShapeWorld's SFT policy when nothing is given)."
@@ -282,7 +292,7 @@ def _load_eval_model(args, src:dict) -> tuple:
     device = args.device
     st = process_state()
     if device is None and st.num_processes > 1 and st.device.type != 'cpu': device = str(st.device)
-    return load_policy(src['model'], src['adapter'], dtype=args.dtype, device=device)
+    return load_policy(src['model'], src['adapter'], dtype=args.dtype, device=device, trust_remote_code=getattr(args, 'trust_remote_code', False))
 
 def _shapeworld_data(args, src:dict) -> dict:
     "The ShapeWorld split's instances, captions, images, vocab and instruction (for commands given no data paths)."
@@ -440,6 +450,13 @@ def cmd_merge(args) -> dict:
     return {'model': str(model), 'adapter': str(adapter), 'out': str(out)}
 
 # %% ../nbs/13_cli.ipynb
+def cmd_ablate(args) -> dict:
+    "Run the ablation grid (`fisao.ablate.run_ablation`): `AblateConfig` from `--config` with the flags given on top."
+    from fisao.ablate import AblateConfig, load_ablate_config, run_ablation
+    over = {f.name: getattr(args, f.name) for f in dataclasses.fields(AblateConfig) if hasattr(args, f.name)}
+    if args.quiet: over['progress'] = False
+    return run_ablation(load_ablate_config(args.config, **over))
+
 def cmd_demo(args) -> dict:
     "Run the ShapeWorld demo (`fisao.demo.run_demo`) with the `DemoConfig` from the flags."
     import dataclasses
@@ -629,6 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     _add_dataclass_args(d, DemoConfig, skip=('progress',))
     d.set_defaults(func=cmd_demo)
+    from fisao.ablate import AblateConfig
+    ab = sub.add_parser('ablate', help='ablation grid: token vs sentence PPO vs trl GRPO/DPO, verifier vs oracle, over seeds',
+                        description='Run an ablation grid on ShapeWorld (resumable) and write table.md, table.csv and ablation.png.')
+    ab.add_argument('--config', type=Path, help='YAML of AblateConfig fields (flags override it)')
+    ab.add_argument('--quiet', action='store_true', help='no progress bars')
+    _add_dataclass_args(ab, AblateConfig, skip=('progress',), only_if_given=True)
+    ab.set_defaults(func=cmd_ablate)
     i = sub.add_parser('info', help='versions, devices, settings', description='Versions, devices, settings; with --config, the paths a training config points to.')
     i.add_argument('--config', type=Path, help='a training config YAML: print the paths it points to and whether each exists')
     i.set_defaults(func=cmd_info)
@@ -644,6 +668,8 @@ def main(argv=None) -> int:
     if args.command == 'train': args.rest = rest
     elif rest: parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try: args.func(args)
+    except StopRequested as e:  # a clean stop on SIGINT/SIGTERM: checkpoint written
+        print(f"fisao: {e}", file=sys.stderr); return 128 + e.signum
     except FisaoError as e:
         if args.debug: raise
         print(f"fisao: error: {e}", file=sys.stderr); return 2

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 # %% auto 0
-__all__ = ['logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'require_path', 'seed_everything',
-           'atomic_write', 'write_json', 'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs',
-           'masked_mean', 'masked_var', 'masked_whiten', 'auroc', 'logprobs_from_logits']
+__all__ = ['PICKLE_SUFFIXES', 'logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'UnsafeCheckpointError',
+           'StopRequested', 'require_path', 'require_safetensors', 'seed_everything', 'atomic_write', 'write_json',
+           'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs', 'masked_mean', 'masked_var',
+           'masked_whiten', 'auroc', 'logprobs_from_logits']
 
 # %% ../nbs/00_core.ipynb
 class FisaoError(Exception):
@@ -34,6 +35,14 @@ class DataError(FisaoError, ValueError):
 class ConfigError(FisaoError, ValueError):
     "A configuration value is wrong: unknown key, wrong type, out of range."
 
+class UnsafeCheckpointError(FisaoError):
+    "A checkpoint is stored as a pickle (`.bin`, `.pt`, `.pth`, `.ckpt`, `.pkl`): loading it could run code, so fisao refuses it."
+
+class StopRequested(FisaoError):
+    "The run was asked to stop (SIGINT/SIGTERM) and stopped cleanly after writing a checkpoint; `signum` is the signal."
+    def __init__(self, msg:str, signum:int):
+        super().__init__(msg); self.signum = signum
+
 # %% ../nbs/00_core.ipynb
 def require_path(path, what:str='file', kind:str='any') -> Path:
     "Return `Path(path)` if it exists (as a file/dir when `kind` says so), else raise `MissingPathError` naming `what` and the path."
@@ -43,6 +52,20 @@ def require_path(path, what:str='file', kind:str='any') -> Path:
     if kind == 'file' and not p.is_file(): raise MissingPathError(f"{what} is not a file: {p}")
     if kind == 'dir' and not p.is_dir(): raise MissingPathError(f"{what} is not a directory: {p}")
     return p
+
+# %% ../nbs/00_core.ipynb
+PICKLE_SUFFIXES = ('.bin', '.pt', '.pth', '.ckpt', '.pkl', '.pickle')
+
+def require_safetensors(path, what:str='model directory') -> Path:
+    "`path` (a directory) if it holds `*.safetensors` weights; a pickle-only directory raises `UnsafeCheckpointError`, an empty one `MissingPathError`."
+    p = require_path(path, what, kind='dir')
+    if any(p.glob('*.safetensors')): return p
+    pickles = sorted(f.name for f in p.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise UnsafeCheckpointError(f"{what} {p} holds only pickle weights ({', '.join(pickles[:3])}): fisao loads safetensors only, since "
+                                    f"unpickling can run code. Convert once where you trust the file: "
+                                    f"`model.save_pretrained(dir, safe_serialization=True)`")
+    raise MissingPathError(f"{what} {p} has no weights (*.safetensors)")
 
 # %% ../nbs/00_core.ipynb
 logger = logging.getLogger('fisao')

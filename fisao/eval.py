@@ -241,15 +241,14 @@ def drop_incomplete_sentence(text:str) -> str:
     return t[:cut + 1] if cut >= 0 else t
 
 # %% ../nbs/11_eval.ipynb
-def load_policy(model, adapter=None, dtype='fp32', device=None) -> tuple:
+def load_policy(model, adapter=None, dtype='fp32', device=None, trust_remote_code:bool=False) -> tuple:
     "`(model, processor, kind)` to evaluate: the local model dir `model`, with the peft LoRA `adapter` dir on top if given; eval mode, no grad."
-    from fisao.models import load_vlm
-    m, processor, kind = load_vlm(model, dtype=dtype, device_map=device)
+    from fisao.models import check_adapter_dir, load_vlm
+    if adapter: check_adapter_dir(adapter)  # before the (slow) base model load
+    m, processor, kind = load_vlm(model, dtype=dtype, device_map=device, trust_remote_code=trust_remote_code)
     if adapter:
-        from peft import PeftModel
-        a = require_path(adapter, 'LoRA adapter directory', kind='dir')
-        require_path(a / 'adapter_config.json', 'LoRA adapter config (adapter_config.json)', kind='file')
-        m = PeftModel.from_pretrained(m, str(a), is_trainable=False)
+        from fisao.models import load_adapter
+        m = load_adapter(m, adapter, trainable=False)
     m.eval().requires_grad_(False)
     return m, processor, kind
 

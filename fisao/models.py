@@ -24,7 +24,7 @@ from transformers import (AutoProcessor, BatchFeature, BlipImageProcessorPil, CL
                           InstructBlipConfig, InstructBlipForConditionalGeneration, InstructBlipProcessor, LlamaConfig,
                           LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
-from .core import ConfigError, DataError, MissingPathError, logger, read_json, require_path
+from .core import ConfigError, DataError, MissingPathError, UnsafeCheckpointError, logger, read_json, require_path, require_safetensors
 
 # %% auto 0
 __all__ = ['SUPPORTED_KINDS', 'SPECIAL_TOKENS', 'TEMPLATE_WORDS', 'CLIP_MEAN', 'CLIP_STD', 'LLAVA_CHAT_TEMPLATE', 'FROZEN_PARTS',
@@ -32,7 +32,8 @@ __all__ = ['SUPPORTED_KINDS', 'SPECIAL_TOKENS', 'TEMPLATE_WORDS', 'CLIP_MEAN', '
            'build_word_tokenizer', 'build_llava_processor', 'tiny_llava_config', 'build_instructblip_processor',
            'tiny_instructblip_config', 'load_vlm', 'format_prompt', 'build_inputs', 'part_of', 'model_kind',
            'lora_target_regex', 'lora_config', 'check_frozen_parts', 'ValueHead', 'position_ids_from_mask',
-           'PolicyWithValue', 'suppress_token_ids', 'param_report', 'format_param_report']
+           'PolicyWithValue', 'suppress_token_ids', 'check_adapter_dir', 'load_adapter', 'param_report',
+           'format_param_report']
 
 # %% ../nbs/05_models.ipynb
 SUPPORTED_KINDS = ('llava', 'instructblip')
@@ -176,16 +177,18 @@ def _prepare_tokenizers(processor, kind:str) -> None:
 def load_vlm(path, dtype='fp32', device_map=None, trust_remote_code:bool=False) -> tuple:
     "Load `(model, processor, kind)` from the local model directory `path` (LLaVA or InstructBLIP), in eval mode; never downloads."
     kind, dtype = detect_kind(path), resolve_dtype(dtype)
-    common = dict(local_files_only=True, trust_remote_code=trust_remote_code)
+    require_safetensors(path, 'model directory')
+    if trust_remote_code: logger.warning('trust_remote_code=True: %s may run Python code it ships', path)
+    common = dict(local_files_only=True, trust_remote_code=trust_remote_code, use_safetensors=True)
     if kind == 'llava':
         model = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype, device_map=device_map, **common)
-        processor = AutoProcessor.from_pretrained(path, **common)
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     else:
         model = InstructBlipForConditionalGeneration.from_pretrained(path, dtype=dtype, device_map=device_map, **common)
         if not model.config.use_decoder_only_language_model:
             raise ConfigError(f"{path}: InstructBLIP with an encoder-decoder language model (Flan-T5) is not supported; "
                               f"use a decoder-only one (InstructBLIP-Vicuna)")
-        processor = InstructBlipProcessor.from_pretrained(path, **common)
+        processor = InstructBlipProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     _prepare_tokenizers(processor, kind)
     if model.generation_config.pad_token_id is None: model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.requires_grad_(False)  # nothing trains unless asked: PolicyWithValue turns on LoRA only
@@ -368,6 +371,37 @@ def suppress_token_ids(processor) -> list:
 # %% ../nbs/05_models.ipynb
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, VALUE_HEAD_FILE = 'adapter_config.json', 'adapter_model.safetensors', 'value_head.safetensors'
 
+def check_adapter_dir(path, what:str='LoRA adapter') -> Path:
+    "`path` if it is a peft adapter directory with safetensors weights; a pickle adapter (`adapter_model.bin`) is refused."
+    d = require_path(path, f'{what} directory', kind='dir')
+    if not (d / ADAPTER_CONFIG).is_file(): raise MissingPathError(f"{what} {d} has no {ADAPTER_CONFIG} (is it a peft adapter directory?)")
+    if not (d / ADAPTER_WEIGHTS).is_file():
+        if any((d / f'adapter_model{x}').is_file() for x in ('.bin', '.pt', '.pth')):
+            raise UnsafeCheckpointError(f"{what} {d} holds a pickle adapter (adapter_model.bin): fisao loads safetensors only; re-save it with "
+                                        f"`save_pretrained(dir, safe_serialization=True)` where you trust the file")
+        raise MissingPathError(f"{what} {d} has no {ADAPTER_WEIGHTS}")
+    return d
+
+def load_adapter(base_model, path, trainable:bool=False) -> PeftModel:
+    "The peft LoRA adapter in `path` on `base_model`; an adapter trained on another base model is an error naming both."
+    d = check_adapter_dir(path)
+    try:
+        cfg = LoraConfig.from_pretrained(str(d))
+        m = PeftModel.from_pretrained(base_model, str(d), is_trainable=trainable, config=cfg)
+    except (RuntimeError, ValueError, KeyError) as e:
+        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+        detail = next((l for l in lines if 'size mismatch' in l), lines[0] if lines else type(e).__name__)[:300]
+        named = f" (its adapter_config.json names {cfg.base_model_name_or_path!r})" if cfg.base_model_name_or_path else ''
+        raise ConfigError(f"LoRA adapter {d} was trained on another base model{named}: it does not fit this {base_model.config.model_type} "
+                          f"(text hidden size {base_model.config.get_text_config().hidden_size}): {detail}") from None
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+    with safe_open(str(d / ADAPTER_WEIGHTS), framework='pt') as f: n_saved = len(list(f.keys()))
+    n_loaded = len(get_peft_model_state_dict(m))
+    if n_saved and n_loaded != n_saved:
+        raise ConfigError(f"LoRA adapter {d} was trained on another base model: it has {n_saved} tensors, this base model takes {n_loaded}")
+    return m
+
 def _save_value_head(value_head:ValueHead, path:Path, kind:str) -> None:
     state = {k: v.detach().to('cpu', torch.float32).contiguous() for k, v in value_head.state_dict().items()}
     meta = {'hidden_size': str(value_head.hidden_size), 'dropout': str(value_head.dropout_p), 'kind': kind, 'format': 'fisao.ValueHead'}
@@ -408,6 +442,7 @@ def _policy_save(self:PolicyWithValue, path) -> Path:
 def _policy_load(cls, base_model, kind:str, path, trainable:bool=True) -> 'PolicyWithValue':
     "The policy saved in `path`, rebuilt on `base_model` (a freshly loaded base, modified in place); LoRA and value head trainable if `trainable`."
     d = require_path(path, 'policy checkpoint directory', kind='dir')
+    check_adapter_dir(d, 'policy checkpoint')
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, VALUE_HEAD_FILE):
         if not (d / name).is_file():
             raise MissingPathError(f"policy checkpoint {d} has no {name} (expected what PolicyWithValue.save writes: "
@@ -417,7 +452,7 @@ def _policy_load(cls, base_model, kind:str, path, trainable:bool=True) -> 'Polic
     _check_lora_targets(base_model, LoraConfig.from_pretrained(str(d)), kind)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
-        peft_model = PeftModel.from_pretrained(base_model, str(d), is_trainable=trainable)
+        peft_model = load_adapter(base_model, d, trainable=trainable)
     value_head = _load_value_head(d / VALUE_HEAD_FILE)
     hidden = base_model.config.text_config.hidden_size
     if value_head.hidden_size != hidden:

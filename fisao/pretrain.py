@@ -28,7 +28,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import logging as hf_logging
 
 from .chair import Chair, ChairVocab, evaluate, ground_truth
-from .core import ConfigError, auroc, logger, read_json, require_path, seed_everything, write_json
+from .core import ConfigError, auroc, logger, read_json, require_path, require_safetensors, seed_everything, write_json
 from .data import load_coco
 from .models import CLIP_MEAN, CLIP_STD, build_llava_processor, build_word_tokenizer, format_prompt, load_vlm, tiny_llava_config
 from .shapeworld import COLORS, SHAPES, SYNONYMS, TEMPLATES, WorldConfig, build_world, caption_for, world_paths
@@ -420,5 +420,5 @@ def load_pretrained(out) -> tuple:
     out = require_path(out, 'pretrained ShapeWorld models directory', kind='dir')
     llava, processor, _ = load_vlm(out / 'llava')
     clip_dir = require_path(out / 'clip', 'tiny CLIP directory', kind='dir')
-    clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True).eval()
+    clip = CLIPModel.from_pretrained(require_safetensors(clip_dir, 'CLIP checkpoint'), local_files_only=True, use_safetensors=True).eval()
     return llava, processor, clip, CLIPProcessor.from_pretrained(clip_dir, local_files_only=True)

@@ -12,6 +12,9 @@ import os
 import random
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import ConfigError, DataError, FisaoError, atomic_write, field_docs, logger, read_json, seed_everything, write_json
+from .core import (ConfigError, DataError, FisaoError, MissingPathError, StopRequested, UnsafeCheckpointError, atomic_write, field_docs,
+                        logger, read_json, require_path, seed_everything, write_json)
 from .ppo import Rollout, compute_advantages, compute_rewards, generate_responses, ppo_update, score_rollout
 from .rewards import AdaptiveKLController, FixedKLController, RewardConfig, kl_estimate
 
 # %% auto 0
 __all__ = ['PRESETS', 'CKPT_RE', 'TrainConfig', 'llava15_7b', 'instructblip_13b', 'config_parser', 'load_config', 'save_config',
-           'preset_yaml', 'write_preset', 'PromptSet', 'MetricsLog', 'read_metrics', 'list_checkpoints', 'rng_state',
-           'set_rng_state', 'NonFiniteError', 'FiSAOTrainer']
+           'preset_yaml', 'write_preset', 'PromptSet', 'CheckpointWriteError', 'MetricsLog', 'read_metrics',
+           'list_checkpoints', 'rng_state', 'set_rng_state', 'checkpoint_files', 'check_checkpoint', 'preflight',
+           'NonFiniteError', 'FiSAOTrainer']
 
 # %% ../nbs/10_trainer.ipynb
 @dataclass
@@ -170,6 +175,8 @@ class TrainConfig:
     "accelerate mixed precision: no | bf16 | fp16"
     progress: bool = True
     "tqdm progress bar on the main process"
+    trust_remote_code: bool = False
+    "let transformers run Python code shipped with the model directory (never needed for LLaVA-1.5 / InstructBLIP)"
 
     def __post_init__(self):
         for name in ('steps', 'rollout_batch', 'minibatch_size', 'grad_accum', 'ppo_epochs', 'max_new_tokens', 'lora_r', 'lora_alpha', 'keep_last', 'max_nonfinite'):
@@ -182,6 +189,17 @@ class TrainConfig:
         for name in ('lr', 'kl_coef', 'missing_eos_penalty', 'length_penalty', 'target_kl', 'vf_coef', 'ent_coef'):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0): raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ('eval_every', 'eval_images', 'save_every', 'samples_every', 'n_samples', 'warmup_steps', 'n_prompts'):
+            if getattr(self, name) < 0: raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, lo, hi, lo_open in (('temperature', 0, math.inf, True), ('top_p', 0, 1, True), ('gamma', 0, 1, False), ('gae_lambda', 0, 1, False),
+                                      ('clip_eps', 0, math.inf, True), ('clip_range_value', 0, math.inf, True), ('max_grad_norm', 0, math.inf, True),
+                                      ('lora_dropout', 0, 1, False), ('weight_decay', 0, math.inf, False), ('kl_target', 0, math.inf, True)):
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok: raise ConfigError(f"{name} must be a finite number in {'(' if lo_open else '['}{lo}, {hi}{']' if math.isfinite(hi) else ')'}, got {v!r}")
+        if self.kl_horizon < 1: raise ConfigError(f"kl_horizon must be >= 1, got {self.kl_horizon}")
+        if self.mixed_precision not in ('no', 'fp16', 'bf16'): raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.dtype.lower() not in ('fp32', 'float32', 'bf16', 'bfloat16', 'fp16', 'float16'): raise ConfigError(f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
         self.reward_config()  # validates the reward fields
 
     def reward_config(self) -> RewardConfig:
@@ -240,7 +258,10 @@ def load_config(path=None, args=()) -> TrainConfig:
         from fisao.core import require_path
         p = require_path(path, 'training config (YAML)', kind='file')
         try: data = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
-        except yaml.YAMLError as e: raise DataError(f"config {p} is not valid YAML: {e}") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, 'problem_mark', None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
+            raise DataError(f"config {p} is not valid YAML{at}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
         if not isinstance(data, dict): raise DataError(f"config {p} must be a mapping of TrainConfig fields, got {type(data).__name__}")
         unknown = sorted(set(data) - set(fields))
         if unknown: raise ConfigError(f"config {p}: unknown field(s) {', '.join(unknown)} (see `fisao train --help`)")
@@ -381,6 +402,9 @@ class PromptSet:
         return images, [self.ids[r] for r in rows], [self.instructions[r] for r in rows]
 
 # %% ../nbs/10_trainer.ipynb
+class CheckpointWriteError(FisaoError):
+    "A checkpoint or log could not be written (disk full, permissions); what was written before is intact."
+
 class MetricsLog:
     "Append-only `metrics.jsonl` (+ TensorBoard) on the main process; `truncate(step)` drops lines after a resumed checkpoint."
     def __init__(self, out:Path, tensorboard:bool, active:bool):
@@ -392,7 +416,7 @@ class MetricsLog:
     def truncate(self, step:int) -> None:
         "Keep only lines with `step <= step` (a resumed run rewrites what came after its checkpoint)."
         if not (self.active and self.path.exists()): return
-        keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l).get('step', 0) <= step]
+        keep = [json.dumps(r) for r in read_metrics(self.path) if r.get('step', 0) <= step]
         with atomic_write(self.path) as f: f.write(''.join(l + '\n' for l in keep))
 
     def log(self, step:int, metrics:dict) -> None:
@@ -400,7 +424,11 @@ class MetricsLog:
         if not self.active: return
         row = {'step': step, **{k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()}}
         row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}  # strict JSON: NaN → null
-        with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n'); f.flush(); os.fsync(f.fileno())
+        try:
+            with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n'); f.flush(); os.fsync(f.fileno())
+        except OSError as e:
+            raise CheckpointWriteError(f"could not append step {step} to {self.path}: {e.strerror or e}. Lines and checkpoints already written "
+                                       f"are intact; free space and continue with --resume") from None
         if self.tb is not None:
             for k, v in row.items():
                 if k != 'step' and isinstance(v, float): self.tb.add_scalar(k, v, step)
@@ -410,9 +438,14 @@ class MetricsLog:
         if self.tb is not None: self.tb.close()
 
 def read_metrics(path) -> list:
-    "The rows of a `metrics.jsonl` file."
-    p = Path(path)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    "The rows of a `metrics.jsonl` file; a cut-off line (a write interrupted by a kill or a full disk) is dropped with a warning."
+    p, rows = Path(path), []
+    if not p.exists(): return rows
+    for i, l in enumerate(p.read_text().splitlines(), 1):
+        if not l.strip(): continue
+        try: rows.append(json.loads(l))
+        except json.JSONDecodeError: logger.warning('%s, line %d: not valid JSON (a write cut off?); dropped', p, i)
+    return rows
 
 # %% ../nbs/10_trainer.ipynb
 CKPT_RE = re.compile(r'^step-(\d+)$')
@@ -441,10 +474,54 @@ def _save_rng(path:Path) -> None:
 
 def _load_rng(path:Path) -> None:
     import ast
-    st = torch.load(path, weights_only=True)
+    st = _torch_load(path)
     py = ast.literal_eval(st['python'])
     np_state = (st['numpy'][0], st['numpy'][1].numpy().astype(np.uint32), *st['numpy'][2:])
     set_rng_state({'python': py, 'numpy': np_state, 'torch': st['torch'], 'cuda': st['cuda']})
+
+# %% ../nbs/10_trainer.ipynb
+def checkpoint_files(world_size:int=1) -> list:
+    "The files a complete checkpoint directory holds (relative paths)."
+    return ['trainer_state.json', 'adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'adapter/value_head.safetensors',
+            'optimizer.pt', 'scheduler.pt', *[f'rng_state_{r}.pt' for r in range(world_size)]]
+
+def check_checkpoint(ckpt, world_size:int|None=None) -> Path:
+    "`ckpt` if it holds every file of `checkpoint_files` for its world size (and `world_size` matches when given); else an error naming what is wrong."
+    ck = require_path(ckpt, 'checkpoint directory', kind='dir')
+    state = read_json(ck / 'trainer_state.json', 'trainer state')
+    ws = state.get('world_size', 1)
+    if world_size is not None and ws != world_size:
+        raise ConfigError(f"checkpoint {ck} was written by {ws} processes; resume with the same number (now {world_size})")
+    missing = [f for f in checkpoint_files(ws) if not (ck / f).is_file()]
+    if missing:
+        raise MissingPathError(f"checkpoint {ck} is incomplete: no {', '.join(missing)} (fisao writes checkpoints whole, so it was copied or "
+                               f"edited). Restore the file, or delete {ck.name} to resume from the checkpoint before it")
+    return ck
+
+def preflight(cfg:TrainConfig, resume:bool=False, world_size:int=1) -> None:
+    "Check the paths, calibration and resume checkpoint of `cfg` before any model is loaded; raise an error naming the first problem."
+    from fisao.core import require_safetensors
+    from fisao.models import detect_kind
+    from fisao.verifier import load_calibration
+    if cfg.model:
+        if not cfg.clip: raise ConfigError("a real run (model set) needs clip: the local CLIP checkpoint of the verifier's text tower")
+        detect_kind(cfg.model); require_safetensors(cfg.model, 'model directory')
+        require_safetensors(cfg.clip, 'CLIP checkpoint')
+        if not cfg.calibration: raise ConfigError('a real run needs calibration: a calibration.json from `fisao calibrate`')
+        if cfg.prompts == 'shapeworld': raise ConfigError('a real run needs prompts: a LLaVA-Instruct JSON file (e.g. llava_instruct_150k.json)')
+        require_path(cfg.prompts, 'LLaVA-Instruct prompt file', kind='file')
+        require_path(cfg.image_dir, 'prompt image folder (image_dir)', kind='dir')
+        if bool(cfg.eval_instances) != bool(cfg.eval_image_dir): raise ConfigError('eval_instances and eval_image_dir go together (held-out CHAIR needs both)')
+        if cfg.eval_instances:
+            require_path(cfg.eval_instances, 'held-out instances file (eval_instances)', kind='file')
+            require_path(cfg.eval_image_dir, 'held-out image folder (eval_image_dir)', kind='dir')
+    elif cfg.clip: require_safetensors(cfg.clip, 'CLIP checkpoint')
+    for name, what in (('instances', 'instances file'), ('vocab', 'CHAIR vocabulary file')):
+        if getattr(cfg, name): require_path(getattr(cfg, name), f'{what} ({name})', kind='file')
+    if cfg.calibration: load_calibration(cfg.calibration)
+    if resume:
+        cks = list_checkpoints(cfg.out)
+        if cks: check_checkpoint(cks[-1], world_size)
 
 # %% ../nbs/10_trainer.ipynb
 class NonFiniteError(FisaoError):
@@ -459,6 +536,7 @@ class FiSAOTrainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
         if self.main: self.out.mkdir(parents=True, exist_ok=True)
+        preflight(cfg, resume, self.world)  # every path, the calibration and the checkpoint to resume: before any model loads
         seed_everything(cfg.seed)  # the same LoRA initialisation on every process
         self._setup_models()
         self._setup_data()
@@ -481,7 +559,7 @@ class FiSAOTrainer:
             with self.acc.main_process_first(): shapeworld_models(cfg.pretrained, cfg.quick, progress=False)
             root = Path(cfg.pretrained)
             model_path, self.clip_path, self.world_dir = root / 'llava', Path(cfg.clip) if cfg.clip else root / 'clip', root / 'world'
-        base, self.processor, self.kind = load_vlm(model_path, dtype=cfg.dtype)
+        base, self.processor, self.kind = load_vlm(model_path, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
         self.model_path = model_path
         policy = PolicyWithValue.from_base(base, self.kind, lora_config(self.kind, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
         policy.to(self.acc.device)
@@ -673,58 +751,96 @@ def _samples(self:FiSAOTrainer, step:int) -> list:
 FiSAOTrainer.evaluate, FiSAOTrainer.samples = _evaluate, _samples
 
 # %% ../nbs/10_trainer.ipynb
+def _any_process(self:FiSAOTrainer, flag:bool) -> bool:
+    "True if `flag` is true on any process (a collective: every process must call it)."
+    if self.world == 1: return bool(flag)
+    return bool(self.acc.gather(torch.tensor([float(flag)], device=self.acc.device)).sum().item() > 0)
+
 def _save_checkpoint(self:FiSAOTrainer, step:int) -> Path:
-    "Write `checkpoints/step-NNNNNN` atomically (temporary directory, then rename); keep the newest `keep_last`."
-    from fisao.models import PolicyWithValue
+    """Write `checkpoints/step-NNNNNN` atomically (temporary directory, then rename); keep the newest `keep_last`.
+    A failed write (disk full) removes the partial directory and raises `CheckpointWriteError`; earlier checkpoints are untouched."""
     d = self.out / 'checkpoints'
     final, tmp = d / f'step-{step:06d}', d / f'.step-{step:06d}.tmp'
-    if self.main:
-        if tmp.exists(): shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    self.acc.wait_for_everyone()
-    _save_rng(tmp / f'rng_state_{self.rank}.pt')
-    if self.main:
-        self.unwrapped.save(tmp / 'adapter')
-        torch.save(self.opt.state_dict(), tmp / 'optimizer.pt')
-        torch.save(self.sched.state_dict(), tmp / 'scheduler.pt')
-    self.acc.wait_for_everyone()
-    if self.main:
-        write_json(tmp / 'trainer_state.json', {'step': step, 'kl_ctl': self.kl_ctl.state_dict(), 'world_size': self.world,
-                                                'nonfinite_run': self.nonfinite_run, 'time': time.time()})
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in list_checkpoints(self.out)[:-self.cfg.keep_last]: shutil.rmtree(old, ignore_errors=True)
-    self.acc.wait_for_everyone()
+    def phase(fn):
+        err = None
+        try: fn()
+        except OSError as e: err = e
+        if self._any_process(err is not None):  # every process learns of a failure on any of them (no one waits forever)
+            if self.main: shutil.rmtree(tmp, ignore_errors=True)
+            cks = [c for c in list_checkpoints(self.out) if c != final]
+            raise CheckpointWriteError(f"could not write checkpoint step {step} under {d}: {(err.strerror or err) if err else 'failed on another process'}. "
+                                       f"Nothing already written was touched (last checkpoint: {cks[-1] if cks else 'none'}); free space and "
+                                       f"continue with --resume")
+    def start():
+        if self.main:
+            if tmp.exists(): shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+    def weights():
+        _save_rng(tmp / f'rng_state_{self.rank}.pt')
+        if self.main:
+            self.unwrapped.save(tmp / 'adapter')
+            torch.save(self.opt.state_dict(), tmp / 'optimizer.pt')
+            torch.save(self.sched.state_dict(), tmp / 'scheduler.pt')
+    def finish():
+        if self.main:
+            write_json(tmp / 'trainer_state.json', {'step': step, 'kl_ctl': self.kl_ctl.state_dict(), 'world_size': self.world,
+                                                    'nonfinite_run': self.nonfinite_run, 'time': time.time()})
+            if final.exists(): shutil.rmtree(final)
+            os.replace(tmp, final)  # the checkpoint appears whole, or not at all
+            for old in list_checkpoints(self.out)[:-self.cfg.keep_last]: shutil.rmtree(old, ignore_errors=True)
+    for fn in (start, weights, finish): phase(fn)
     return final
+
+def _torch_load(path:Path):
+    "`torch.load` with `weights_only=True`; a file that needs full unpickling is refused with a message naming it."
+    import pickle
+    try: return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(f"{path} holds objects beyond tensors and plain containers; fisao loads with weights_only=True and "
+                                    f"refuses it ({str(e).splitlines()[0][:200]})") from None
 
 def _load_checkpoint(self:FiSAOTrainer, ckpt) -> int:
     "Restore the state saved in `ckpt`; returns its step."
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
-    ckpt = Path(ckpt)
+    ckpt = check_checkpoint(ckpt, self.world)
     state = read_json(ckpt / 'trainer_state.json', 'trainer state')
-    if state.get('world_size', 1) != self.world:
-        raise ConfigError(f"checkpoint {ckpt} was written by {state.get('world_size')} processes; resume with the same number (now {self.world})")
     set_peft_model_state_dict(self.unwrapped.model, load_file(str(ckpt / 'adapter' / 'adapter_model.safetensors')))
     vh = load_file(str(ckpt / 'adapter' / 'value_head.safetensors'))
     self.unwrapped.value_head.load_state_dict({k: v.to(self.acc.device) for k, v in vh.items()})
-    self.opt.load_state_dict(torch.load(ckpt / 'optimizer.pt', weights_only=True))
-    self.sched.load_state_dict(torch.load(ckpt / 'scheduler.pt', weights_only=True))
+    self.opt.load_state_dict(_torch_load(ckpt / 'optimizer.pt'))
+    self.sched.load_state_dict(_torch_load(ckpt / 'scheduler.pt'))
     self.kl_ctl.load_state_dict(state['kl_ctl'])
     self.nonfinite_run = state.get('nonfinite_run', 0)
     _load_rng(ckpt / f'rng_state_{self.rank}.pt')
     return int(state['step'])
 
-FiSAOTrainer.save_checkpoint, FiSAOTrainer.load_checkpoint = _save_checkpoint, _load_checkpoint
+FiSAOTrainer.save_checkpoint, FiSAOTrainer.load_checkpoint, FiSAOTrainer._any_process = _save_checkpoint, _load_checkpoint, _any_process
 
 # %% ../nbs/10_trainer.ipynb
+class _StopOnSignal:
+    "Within the block, SIGINT/SIGTERM set `signum` instead of interrupting (a second one interrupts); old handlers restored on exit."
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    def __init__(self): self.signum, self.old = None, {}
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # asked twice: stop now
+            signal.signal(signum, signal.SIG_DFL); raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nfisao: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
+              f"(send it again to stop at once)", file=sys.stderr, flush=True)
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+    def __exit__(self, *exc):
+        for sig, h in self.old.items(): signal.signal(sig, h)
+
 def _caption_records(r:dict) -> list:
     "Held-out captions with their hallucinated objects (for before/after comparisons)."
     return [{k: p[k] for k in ('image_id', 'caption', 'hallucinated', 'ground_truth', 'chair_i')} for p in r['per_caption']]
 
 def _train(self:FiSAOTrainer) -> dict:
     "Run (or resume) the whole training; returns the summary (also written to `OUT/summary.json`)."
-    from tqdm.auto import tqdm
     cfg, start = self.cfg, 0
     if self.resume:
         cks = list_checkpoints(self.out)
@@ -739,6 +855,14 @@ def _train(self:FiSAOTrainer) -> dict:
         self.metrics.log(0, ev)
         if self.main and ev: write_json(self.out / 'eval_before.json', _caption_records(self._last_eval))
     t_train = time.perf_counter()
+    with _StopOnSignal() as stop: self._train_steps(start, stop)
+    self.metrics.close()
+    return self._finish(t_train)
+
+def _train_steps(self:FiSAOTrainer, start:int, stop:_StopOnSignal) -> None:
+    "Steps `start+1 … cfg.steps`: rollout and update, evaluation, samples, checkpoints; the non-finite and stop-request checks."
+    from tqdm.auto import tqdm
+    cfg = self.cfg
     bar = tqdm(range(start, cfg.steps), desc='FiSAO PPO', disable=not (self.main and cfg.progress), initial=start, total=cfg.steps)
     for step in bar:
         m = self.rollout_step(step)
@@ -758,8 +882,18 @@ def _train(self:FiSAOTrainer) -> dict:
             cks = list_checkpoints(self.out)
             raise NonFiniteError(f"{self.nonfinite_run} consecutive steps with non-finite rewards or losses (step {s}); the run stopped. "
                                  f"Last good checkpoint: {cks[-1] if cks else 'none yet'}. Lower lr, check the calibration and the data.")
-        if (cfg.save_every and s % cfg.save_every == 0) or s == cfg.steps: self.save_checkpoint(s)
-    self.metrics.close()
+        saved = (cfg.save_every and s % cfg.save_every == 0) or s == cfg.steps
+        if saved: self.save_checkpoint(s)
+        if self._any_process(stop.signum is not None) and s < cfg.steps:
+            ck = self.save_checkpoint(s) if not saved else self.out / 'checkpoints' / f'step-{s:06d}'
+            self.metrics.close()
+            signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with its peers
+            raise StopRequested(f"stopped by {signal.Signals(signum).name} after step {s}/{cfg.steps}; checkpoint {ck}. Continue with: "
+                                f"fisao train --config {self.out / 'config.yaml'} --resume", signum)
+
+def _finish(self:FiSAOTrainer, t_train:float) -> dict:
+    "`eval_after.json` and `summary.json` of a finished run; returns the summary."
+    cfg = self.cfg
     if self.main and getattr(self, '_last_eval', None): write_json(self.out / 'eval_after.json', _caption_records(self._last_eval))
     rows = read_metrics(self.out / 'metrics.jsonl') if self.main else []
     evals = [r for r in rows if 'eval/chair_i' in r]
@@ -770,4 +904,4 @@ def _train(self:FiSAOTrainer) -> dict:
     if self.main: write_json(self.out / 'summary.json', summary)
     return summary
 
-FiSAOTrainer.train = _train
+FiSAOTrainer.train, FiSAOTrainer._train_steps, FiSAOTrainer._finish = _train, _train_steps, _finish

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPProcessor
 
-from .core import ConfigError, DataError, auroc, logger, require_path, write_json
+from .core import ConfigError, DataError, auroc, logger, require_path, require_safetensors, write_json
 
 # %% auto 0
 __all__ = ['vision_tower_of', 'FineGrainedVerifier', 'calibration_from_scores', 'load_calibration', 'calibrate']
@@ -58,7 +58,7 @@ class FineGrainedVerifier:
                           f"EVA-CLIP encoder, which has no matching text tower — a documented choice, recorded in every result.", stacklevel=2)
             p = next(policy_model.parameters())
             return cls.from_clip(clip_path, template, device=p.device, dtype=p.dtype)
-        clip = CLIPModel.from_pretrained(clip_path, local_files_only=True)
+        clip = CLIPModel.from_pretrained(require_safetensors(clip_path, 'CLIP checkpoint'), local_files_only=True, use_safetensors=True)
         proc = CLIPProcessor.from_pretrained(clip_path, local_files_only=True)
         tower = vision_tower_of(policy_model)
         match = _same_weights(clip.vision_model, tower)
@@ -74,7 +74,7 @@ class FineGrainedVerifier:
     def from_clip(cls, clip_path, template:str='a photo of a {}', device=None, dtype=None) -> 'FineGrainedVerifier':
         "Verifier made of both towers of the local CLIP at `clip_path` (InstructBLIP: its EVA-CLIP tower has no CLIP text tower)."
         clip_path = require_path(clip_path, 'CLIP checkpoint directory (the verifier)', kind='dir')
-        clip = CLIPModel.from_pretrained(clip_path, local_files_only=True)
+        clip = CLIPModel.from_pretrained(require_safetensors(clip_path, 'CLIP checkpoint'), local_files_only=True, use_safetensors=True)
         proc = CLIPProcessor.from_pretrained(clip_path, local_files_only=True)
         tower = clip.vision_model.to(device=device, dtype=dtype).eval().requires_grad_(False)
         return cls(tower, clip.visual_projection, clip.text_model, clip.text_projection, proc.tokenizer, proc.image_processor,

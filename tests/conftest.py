@@ -2,7 +2,8 @@
 
 - Markers `gpu` and `slow`; `gpu` tests are skipped when CUDA is absent. torch is imported lazily,
   and only if a collected test is `gpu`-marked, so collecting the suite never imports torch.
-- No Hub access from any machine: `HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE` default to 1.
+- No Hub access from any machine: `HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE` default to 1, and no network at all:
+  tests/netblock/sitecustomize.py blocks non-loopback sockets here and (via PYTHONPATH) in every subprocess.
 - `FISAO_REPO_ROOT` points the suite at another nbdev project (default: the parent of tests/);
   used to check these tests against throwaway projects with deliberately broken notebooks.
 - Fixtures: `repo_root`, `settings` (settings.ini), `nb_paths` (the notebooks nbdev processes),
@@ -23,6 +24,14 @@ import pytest
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+
+# No network, in this process and in every Python process a test starts (tests/netblock/sitecustomize.py): a CLI test
+# that passes is also a test that the command works offline.
+_NETBLOCK = Path(__file__).resolve().parent / 'netblock'
+os.environ['PYTHONPATH'] = os.pathsep.join([str(_NETBLOCK), *filter(None, [os.environ.get('PYTHONPATH')])])
+import importlib.util as _ilu  # noqa: E402
+_spec = _ilu.spec_from_file_location('fisao_test_netblock', _NETBLOCK / 'sitecustomize.py')
+_spec.loader.exec_module(_ilu.module_from_spec(_spec))  # patches socket unless FISAO_TEST_ALLOW_NETWORK=1
 
 
 # ---- project discovery (plain functions: collection-time parametrization cannot use fixtures)

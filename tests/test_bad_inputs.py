@@ -214,3 +214,174 @@ def test_world_config_type_errors():
         WorldConfig(n_val=2.5)
     with pytest.raises(ConfigError, match='world.colors'):
         WorldConfig(colors=('red', 'ultraviolet'))
+
+
+# ---- captions that are odd but valid are scored, not refused ----------------------------------------------------------
+def test_cli_non_ascii_and_very_long_captions_are_scored(coco_files):
+    d, _ = coco_files
+    long = 'A dog. ' + 'There is a dog on the grass. ' * 350  # ~10k characters
+    (d / 'gen.jsonl').write_text(json.dumps({'image_id': 1, 'caption': long}) + '\n' +
+                                 json.dumps({'image_id': 2, 'caption': 'Ünïcödé: a man 👋 next to a dog.'}, ensure_ascii=False) + '\n', encoding='utf-8')
+    r = fisao('eval', 'chair', '--generations', d / 'gen.jsonl', '--instances', d / 'inst.json', '--out', d / 'res.json')
+    assert r.returncode == 0, r.stderr
+    res = json.loads((d / 'res.json').read_text())
+    assert len(long) > 10_000 and res['n_captions'] == 2
+    assert res['n_mentions'] == 353 and res['n_hallucinated'] == 1  # 351 dogs in the long one; man + a hallucinated dog in the other
+    per = [json.loads(l) for l in (d / 'res.per_caption.jsonl').read_text(encoding='utf-8').splitlines()]
+    assert per[1]['caption'].startswith('Ünïcödé') and per[1]['hallucinated'] == ['dog']
+
+
+# ---- training configs: refused at load time, naming the field -----------------------------------------------------------
+@pytest.mark.parametrize('yaml_text,flags,needle', [
+    ('stpes: 3\n', [], 'unknown field(s) stpes'),
+    ('steps: ten\n', [], 'steps must be int'),
+    ('rollout_batch: [16]\n', [], 'rollout_batch must be int'),
+    ('repetition_guard: maybe\n', [], 'repetition_guard must be true or false'),
+    ('xi: .nan\n', [], 'xi'),
+    ('', ['--lr', 'inf'], 'lr must be a finite number'),
+    ('', ['--lr', 'nan'], 'lr must be a finite number'),
+    ('', ['--rollout_batch', '0'], 'rollout_batch must be >= 1'),
+    ('', ['--max_new_tokens', '-5'], 'max_new_tokens must be >= 1'),
+    ('', ['--eval_images', '-1'], 'eval_images must be >= 0'),
+    ('', ['--rollout_batch', '48', '--minibatch_size', '32'], 'multiple of minibatch_size'),
+    ('', ['--temperature', '0'], 'temperature must be a finite number in (0'),
+    ('', ['--top_p', '1.5'], 'top_p must be a finite number in (0, 1]'),
+    ('', ['--gamma', '2'], 'gamma must be a finite number in [0, 1]'),
+    ('', ['--mixed_precision', 'fp8'], 'mixed_precision must be no, fp16 or bf16'),
+    ('- 1\n- 2\n', [], 'must be a mapping of TrainConfig fields'),
+    ('steps: [1\n', [], 'is not valid YAML'),
+])
+def test_train_config_refused(tmp_path, capsys, yaml_text, flags, needle):
+    from fisao.cli import main  # in process: these fail before anything heavy, so a subprocess each would only add start-up time
+    cfg = tmp_path / 'c.yaml'
+    cfg.write_text(yaml_text)
+    rc = main(['train', '--config', str(cfg), *flags, '--print-config'])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().count('\n') == 0 and needle in err, (rc, err)
+    if yaml_text and 'xi' not in needle: assert 'c.yaml' in err  # file-level problems name the file; value ranges name the field
+
+
+def test_train_config_file_missing(tmp_path):
+    one_line_error(fisao('train', '--config', tmp_path / 'nope.yaml'), 'nope.yaml', 'not found')
+
+
+# ---- models, CLIP, calibration, adapters, checkpoints: refused before any model loads -------------------------------------
+def before_models_load(r, *needles):
+    one_line_error(r, *needles)
+    assert 'Loading weights' not in r.stderr, 'the error came after a model was loaded'
+
+
+def _real_run(tmp_path, model, clip, calibration=None, *extra):
+    (tmp_path / 'p.json').write_text('[]')
+    cal = calibration or tmp_path / 'cal.json'
+    if calibration is None: cal.write_text(json.dumps({'b_c': 0.3, 'b_h': 0.1, 'template': 'a photo of a {}'}))
+    return fisao('train', '--model', model, '--clip', clip, '--calibration', cal, '--prompts', tmp_path / 'p.json', '--image_dir', tmp_path,
+                 '--out', tmp_path / 'run', *extra)
+
+
+def test_model_path_is_a_file(quick_pretrained, tmp_path):
+    (tmp_path / 'model.safetensors').write_bytes(b'')
+    before_models_load(_real_run(tmp_path, tmp_path / 'model.safetensors', quick_pretrained / 'clip'), 'model.safetensors', 'it is a file')
+
+
+def test_model_path_is_an_empty_directory(quick_pretrained, tmp_path):
+    (tmp_path / 'empty').mkdir()
+    before_models_load(_real_run(tmp_path, tmp_path / 'empty', quick_pretrained / 'clip'), 'empty', 'no config.json')
+
+
+def test_model_of_the_wrong_architecture(quick_pretrained, tmp_path):
+    # a CLIP checkpoint given as the policy
+    before_models_load(_real_run(tmp_path, quick_pretrained / 'clip', quick_pretrained / 'clip'), "unsupported model_type 'clip'", 'config.json')
+
+
+def test_pickle_only_model_directory_is_refused(quick_pretrained, tmp_path):
+    m = tmp_path / 'llava_bin'
+    m.mkdir()
+    (m / 'config.json').write_text((quick_pretrained / 'llava' / 'config.json').read_text())
+    (m / 'pytorch_model.bin').write_bytes(b'not loaded')
+    before_models_load(_real_run(tmp_path, m, quick_pretrained / 'clip'), 'llava_bin', 'only pickle weights (pytorch_model.bin)')
+
+
+def test_pickle_only_clip_is_refused(quick_pretrained, tmp_path):
+    c = tmp_path / 'clip_bin'
+    c.mkdir()
+    (c / 'config.json').write_text((quick_pretrained / 'clip' / 'config.json').read_text())
+    (c / 'pytorch_model.bin').write_bytes(b'not loaded')
+    before_models_load(_real_run(tmp_path, quick_pretrained / 'llava', c), 'CLIP checkpoint', 'clip_bin', 'only pickle weights')
+
+
+@pytest.mark.parametrize('cal,needle', [
+    ({'b_c': 0.1, 'b_h': 0.2, 'template': 'a photo of a {}'}, 'b_c=0.1000 <= b_h=0.2000'),
+    ({'b_c': 0.2, 'template': 'a photo of a {}'}, "has no 'b_h'"),
+])
+def test_calibration_refused(quick_pretrained, tmp_path, cal, needle):
+    (tmp_path / 'bad_cal.json').write_text(json.dumps(cal))
+    before_models_load(fisao('train', '--pretrained', quick_pretrained, '--calibration', tmp_path / 'bad_cal.json', '--out', tmp_path / 'run'),
+                       'bad_cal.json', needle)
+
+
+def test_real_run_missing_prompt_file(quick_pretrained, tmp_path):
+    r = _real_run(tmp_path, quick_pretrained / 'llava', quick_pretrained / 'clip', None, '--prompts', tmp_path / 'instruct.json')
+    before_models_load(r, 'instruct.json', 'not found')
+
+
+def test_clip_whose_vision_tower_differs_is_flagged(quick_pretrained, tmp_path):
+    import torch
+    from transformers import CLIPModel
+    from fisao.eval import load_policy
+    from fisao.verifier import FineGrainedVerifier
+    clip = CLIPModel.from_pretrained(quick_pretrained / 'clip')
+    with torch.no_grad(): clip.vision_model.post_layernorm.weight.add_(0.5)
+    clip.save_pretrained(tmp_path / 'other_clip')
+    (tmp_path / 'other_clip').joinpath('tokenizer.json').write_bytes((quick_pretrained / 'clip' / 'tokenizer.json').read_bytes())
+    for f in (quick_pretrained / 'clip').iterdir():
+        if f.suffix == '.json' and f.name != 'config.json': (tmp_path / 'other_clip' / f.name).write_bytes(f.read_bytes())
+    model, _, _ = load_policy(quick_pretrained / 'llava')
+    with pytest.warns(UserWarning, match=r'VERIFIER MISMATCH: the vision weights of .*other_clip'):
+        v = FineGrainedVerifier.from_policy(model, tmp_path / 'other_clip')
+    assert v.vision_weights_match is False
+
+
+def test_adapter_from_another_base_model(quick_pretrained, tmp_path):
+    from transformers import LlavaForConditionalGeneration
+    from fisao.core import ConfigError
+    from fisao.eval import load_policy
+    from fisao.models import PolicyWithValue, lora_config, tiny_llava_config
+    other = LlavaForConditionalGeneration(tiny_llava_config(vocab_size=64, text_hidden=32, text_heads=2, text_kv_heads=1))
+    PolicyWithValue.from_base(other, 'llava', lora_config('llava', r=4, alpha=8, dropout=0.0)).save(tmp_path / 'foreign_adapter')
+    with pytest.raises(ConfigError, match='foreign_adapter') as e:
+        load_policy(quick_pretrained / 'llava', tmp_path / 'foreign_adapter')
+    assert 'was trained on another base model' in str(e.value) and 'size mismatch' in str(e.value)
+
+
+def test_pickle_adapter_is_refused(quick_pretrained, tmp_path):
+    from fisao.core import UnsafeCheckpointError
+    from fisao.eval import load_policy
+    a = tmp_path / 'bin_adapter'
+    a.mkdir()
+    (a / 'adapter_config.json').write_text('{}')
+    (a / 'adapter_model.bin').write_bytes(b'not loaded')
+    with pytest.raises(UnsafeCheckpointError, match='bin_adapter.*pickle adapter'):
+        load_policy(quick_pretrained / 'llava', a)
+
+
+def test_checkpoint_missing_a_file_refused_on_resume(quick_pretrained, tmp_path):
+    ck = tmp_path / 'run' / 'checkpoints' / 'step-000004'
+    (ck / 'adapter').mkdir(parents=True)
+    (ck / 'trainer_state.json').write_text(json.dumps({'step': 4, 'world_size': 1, 'kl_ctl': {}}))
+    for f in ('adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'adapter/value_head.safetensors', 'scheduler.pt', 'rng_state_0.pt'):
+        (ck / f).write_bytes(b'')
+    before_models_load(fisao('train', '--pretrained', quick_pretrained, '--out', tmp_path / 'run', '--resume'), 'step-000004', 'incomplete', 'optimizer.pt')
+
+
+class NotATensor:
+    pass
+
+
+def test_checkpoint_pickle_beyond_weights_is_refused(tmp_path):
+    import torch
+    from fisao.core import UnsafeCheckpointError
+    from fisao.trainer import _torch_load
+    torch.save({'state': NotATensor()}, tmp_path / 'optimizer.pt')
+    with pytest.raises(UnsafeCheckpointError, match='optimizer.pt'):
+        _torch_load(tmp_path / 'optimizer.pt')

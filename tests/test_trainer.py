@@ -121,6 +121,9 @@ def test_nonfinite_rewards_stop_the_run_with_the_last_good_checkpoint(pretrained
     from safetensors.torch import load_file
     for ck in cks:
         assert all(torch.isfinite(v).all() for v in load_file(str(ck / 'adapter' / 'adapter_model.safetensors')).values())
+    # the cause removed (here: the poisoned reward), the run resumes from the last good checkpoint and finishes
+    summary = FiSAOTrainer(cfg, resume=True).train()
+    assert summary['steps'] == 6 and list_checkpoints(tmp_path / 'nan')[-1].name == 'step-000006'
 
 
 def _free_port() -> int:
