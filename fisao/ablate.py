@@ -34,7 +34,7 @@ class AblateConfig:
     pretrained: str = ''
     "ShapeWorld tiny models (default: OUT/pretrain, built for `world`)"
     world: str = 'default'
-    "default (1–3 objects per image) or dense (3–6 objects, longer captions)"
+    "default (1–3 objects per image) or dense (3–6 objects, longer captions; POPE with 4 questions per image)"
     seeds: str = '0,1,2'
     "comma-separated training seeds"
     methods: str = 'ppo_token,ppo_sentence,grpo,dpo'
@@ -260,7 +260,7 @@ def plot_ablation(rows:list, sft:dict|None=None, path=None):
     if sft:
         a1.scatter([100 * sft['recall']], [100 * sft['chair_i']], color='k', marker='*', s=120, label='SFT', zorder=5)
     a1.set(xlabel='Recall (%)', ylabel='CHAIR_i (%)', title='held-out CHAIR_i vs recall (each run a point)')
-    a2.set(xlabel='step', ylabel='CHAIR_i (%)', title='held-out CHAIR_i during training (mean over seeds)')
+    a2.set(xlabel='step', ylabel='CHAIR_i (%)', title='CHAIR_i during training (the run\'s 100-image eval, mean over seeds)')
     a1.legend(fontsize=6.5, ncol=2); a1.grid(alpha=.3); a2.grid(alpha=.3)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
@@ -289,7 +289,8 @@ def run_ablation(acfg:AblateConfig) -> dict:
     chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
     P = world_paths(world, 'val')
     n_pope, n_eval = (10, 40) if acfg.quick else (acfg.pope_images, acfg.eval_images)
-    pope_sets = {s: build_pope(P['instances'], n_images=n_pope, split=s, seed=0) for s in ('random', 'popular', 'adversarial')}
+    n_q = 6 if acfg.world == 'default' else 4  # a dense image (≤ 6 of 8 shapes) may have only 2 absent shapes to ask about
+    pope_sets = {s: build_pope(P['instances'], n_images=n_pope, n_questions=n_q, split=s, seed=0) for s in ('random', 'popular', 'adversarial')}
     from fisao.data import load_coco
     coco = load_coco(P['instances'])
     kl_ids = chair_image_ids(coco.getImgIds(), min(acfg.kl_images, 16 if acfg.quick else acfg.kl_images), seed=1)
