@@ -178,6 +178,16 @@ def _summary(setup:BaselineSetup, method:str, before:dict, after:dict, adapter:P
     write_json(Path(cfg.out) / 'summary.json', s)
     return s
 
+def _train_and_save(trainer, setup:BaselineSetup, out:Path) -> tuple:
+    "Train a trl trainer quietly, save its LoRA adapter (peft format) to `out/adapter`, score it: `(adapter, train seconds, eval/* after)`."
+    _drop_printer(trainer, setup.cfg.progress)
+    t0 = time.perf_counter()
+    with _quiet(): trainer.train()
+    train_time = time.perf_counter() - t0
+    adapter = out / 'adapter'
+    with _quiet(): trainer.model.save_pretrained(str(adapter), save_embedding_layers=False)  # adapter_config.json + adapter_model.safetensors
+    return adapter, train_time, evaluate_adapter(setup, adapter)
+
 def run_grpo(cfg:TrainConfig, num_generations:int=4, beta:float|None=None, setup:BaselineSetup|None=None) -> dict:
     "Train the GRPO baseline of `cfg` with `trl.GRPOTrainer` (sentence-level verifier or oracle reward, LoRA, β = `beta` or `cfg.kl_coef`); returns and writes `OUT/summary.json`, adapter in `OUT/adapter`."
     from trl import GRPOTrainer
@@ -192,14 +202,8 @@ def run_grpo(cfg:TrainConfig, num_generations:int=4, beta:float|None=None, setup
     with _quiet():
         trainer = GRPOTrainer(model=setup.model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=setup.processor,
                               peft_config=lora_config(setup.kind, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
-        _drop_printer(trainer, cfg.progress)
-        t0 = time.perf_counter()
-        trainer.train()
-    train_time = time.perf_counter() - t0
-    adapter = out / 'adapter'
-    with _quiet(): trainer.model.save_pretrained(str(adapter), save_embedding_layers=False)  # peft format: adapter_config.json + adapter_model.safetensors
+    adapter, train_time, after = _train_and_save(trainer, setup, out)
     logs = [r for r in trainer.state.log_history if 'reward' in r]
-    after = evaluate_adapter(setup, adapter)
     budget = {'completions': cfg.steps * cfg.rollout_batch, 'num_generations': num_generations, 'num_iterations': args.num_iterations,
               'optimizer_steps': trainer.state.global_step, 'beta': args.beta, 'max_new_tokens': cfg.max_new_tokens}
     return _summary(setup, 'grpo_oracle' if cfg.reward_source == 'oracle' else 'grpo', before, after, adapter, train_time, budget=budget,
@@ -271,13 +275,8 @@ def run_dpo(cfg:TrainConfig, n_samples:int=4, beta:float=0.1, epochs:int=1, setu
     with _quiet():
         trainer = DPOTrainer(model=setup.model, args=dpo_config(cfg, beta, epochs, out), train_dataset=ds, processing_class=setup.processor,
                              peft_config=lora_config(setup.kind, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
-        _drop_printer(trainer, cfg.progress)
-        trainer.train()
-    train_time = time.perf_counter() - t0
-    adapter = out / 'adapter'
-    with _quiet(): trainer.model.save_pretrained(str(adapter), save_embedding_layers=False)  # peft format: adapter_config.json + adapter_model.safetensors
+    adapter, train_time, after = _train_and_save(trainer, setup, out)
     logs = [r for r in trainer.state.log_history if 'loss' in r]
-    after = evaluate_adapter(setup, adapter)
     budget = {'completions': cfg.steps * cfg.rollout_batch, 'n_samples': n_samples, 'pairs': len(pairs), 'epochs': epochs, 'beta': beta,
               'optimizer_steps': trainer.state.global_step, 'max_new_tokens': cfg.max_new_tokens, 'sampling_time_s': t_pairs}
     margin = float(np.mean([p['chosen_reward'] - p['rejected_reward'] for p in pairs]))
