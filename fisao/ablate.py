@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import ConfigError, DataError, atomic_write, field_docs, logger, read_json, require_path, write_json
+from .core import ConfigError, atomic_write, read_config_yaml, read_json, write_json
 
 # %% auto 0
-__all__ = ['METHODS', 'REWARDS', 'DENSE_WORLD', 'COLUMNS', 'AblateConfig', 'variant_overrides', 'load_ablate_config', 'cell_name',
-           'cells', 'pretrained_dir', 'build_models', 'train_config', 'kl_to_reference', 'run_cell', 'aggregate',
-           'table_markdown', 'table_csv', 'plot_ablation', 'run_ablation']
+__all__ = ['METHODS', 'REWARDS', 'DENSE_WORLD', 'ROW_METRICS', 'COLUMNS', 'AblateConfig', 'variant_overrides',
+           'load_ablate_config', 'cell_name', 'cells', 'pretrained_dir', 'build_models', 'train_config',
+           'kl_to_reference', 'run_cell', 'aggregate', 'table_markdown', 'table_csv', 'plot_ablation', 'run_ablation']
 
 # %% ../nbs/15_ablate.ipynb
 METHODS = ('ppo_token', 'ppo_sentence', 'grpo', 'dpo')
@@ -96,23 +96,7 @@ def variant_overrides(name:str) -> dict:
 
 def load_ablate_config(path=None, **overrides) -> AblateConfig:
     "An `AblateConfig` from the YAML file `path` (optional) with `overrides` (e.g. from flags) on top; unknown keys are errors naming the file."
-    import yaml
-    values = {}
-    if path:
-        p = require_path(path, 'ablation config (YAML)', kind='file')
-        try: values = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
-        except yaml.YAMLError as e: raise DataError(f"config {p} is not valid YAML: {getattr(e, 'problem', None) or e}") from None
-        if not isinstance(values, dict): raise DataError(f"config {p} must be a mapping of AblateConfig fields")
-        names = {f.name: f for f in dataclasses.fields(AblateConfig)}
-        unknown = sorted(set(values) - set(names))
-        if unknown: raise ConfigError(f"config {p}: unknown field(s) {', '.join(unknown)} (see `fisao ablate --help`)")
-        for k, v in values.items():
-            want = type(names[k].default)
-            if want is float and isinstance(v, int) and not isinstance(v, bool): v = float(v)
-            if want is str and isinstance(v, (int, float)) and not isinstance(v, bool): v = str(v)
-            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-                raise ConfigError(f"config {p}: {k} must be {want.__name__}, got {v!r}")
-            values[k] = v
+    values = read_config_yaml(path, AblateConfig, 'ablation config (YAML)', 'fisao ablate') if path else {}
     return AblateConfig(**{**values, **overrides})
 
 # %% ../nbs/15_ablate.ipynb
@@ -163,8 +147,8 @@ def kl_to_reference(model, processor, kind:str, images:list, instruction:str, ma
     from fisao.ppo import Rollout, generate_responses, score_rollout
     if not isinstance(model, PeftModel): return 0.0
     policy = PolicyWithValue(model, ValueHead(model.config.get_text_config().hidden_size), kind, trainable=False)
-    g = torch.random.fork_rng(); g.__enter__(); torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng():  # the caller's RNG stream is left as it was
+        torch.manual_seed(seed)
         kls = []
         for i in range(0, len(images), batch_size):
             inputs = build_inputs(processor, kind, images[i:i + batch_size], [instruction] * len(images[i:i + batch_size]))
@@ -174,7 +158,6 @@ def kl_to_reference(model, processor, kind:str, images:list, instruction:str, ma
             ro = score_rollout(policy, Rollout(ids, attn, inputs['pixel_values'], mask, trunc, extra=extra or None))
             kls.append(((ro.logprobs - ro.ref_logprobs) * mask).sum(-1))  # (B,)
         return float(torch.cat(kls).mean())
-    finally: g.__exit__(None, None, None)
 
 # %% ../nbs/15_ablate.ipynb
 def _train_run(cfg, method:str) -> tuple:
@@ -190,6 +173,8 @@ def _train_run(cfg, method:str) -> tuple:
     s = run_grpo(cfg) if method == 'grpo' else run_dpo(cfg)
     curve = [(0, s['before']['eval/chair_i'], s['before']['eval/recall']), (cfg.steps, s['after']['eval/chair_i'], s['after']['eval/recall'])]
     return Path(s['adapter']), time.perf_counter() - t0, curve
+
+ROW_METRICS = ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption', 'pope_f1')  # what evaluate_policy measures, per row
 
 def run_cell(acfg:AblateConfig, method:str, reward:str, variant:str, seed:int, ctx:dict) -> dict:
     "Train and score one run (or read its `result.json`); returns the result row."
@@ -207,7 +192,7 @@ def run_cell(acfg:AblateConfig, method:str, reward:str, variant:str, seed:int, c
         model, processor, kind = load_policy(ctx['model'], adapter)
     kl = kl_to_reference(model, processor, kind, ctx['kl_images'], cfg.instruction, ctx['max_new_tokens'], seed=seed)
     res = {'cell': cell_name(method, reward, variant), 'method': method, 'reward': reward, 'variant': variant, 'seed': seed,
-           **{k: row[k] for k in ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption', 'pope_f1')}, 'kl': kl,
+           **{k: row[k] for k in ROW_METRICS}, 'kl': kl,
            'train_s': train_s, 'eval_s': time.perf_counter() - t0, 'curve': curve, 'adapter': str(adapter)}
     write_json(res_path, res)
     return res
@@ -269,10 +254,10 @@ def plot_ablation(rows:list, sft:dict|None=None, path=None):
 # %% ../nbs/15_ablate.ipynb
 def run_ablation(acfg:AblateConfig) -> dict:
     "Run the grid of `acfg` (resumable); writes `results.jsonl`, `table.md`, `table.csv`, `ablation.png` in `acfg.out`; returns `{rows, sft, table}`."
-    import contextlib, io
+    import contextlib, io, json
     from fisao.chair import Chair, ChairVocab
     from fisao.cli import build_parser, cmd_calibrate
-    from fisao.data import load_image
+    from fisao.data import load_coco, load_image
     from fisao.demo import evaluate_policy
     from fisao.eval import build_pope, chair_image_ids
     from fisao.shapeworld import world_paths
@@ -291,7 +276,6 @@ def run_ablation(acfg:AblateConfig) -> dict:
     n_pope, n_eval = (10, 40) if acfg.quick else (acfg.pope_images, acfg.eval_images)
     n_q = 6 if acfg.world == 'default' else 4  # a dense image (≤ 6 of 8 shapes) may have only 2 absent shapes to ask about
     pope_sets = {s: build_pope(P['instances'], n_images=n_pope, n_questions=n_q, split=s, seed=0) for s in ('random', 'popular', 'adversarial')}
-    from fisao.data import load_coco
     coco = load_coco(P['instances'])
     kl_ids = chair_image_ids(coco.getImgIds(), min(acfg.kl_images, 16 if acfg.quick else acfg.kl_images), seed=1)
     kl_images = [load_image(Path(P['images']) / coco.imgs[i]['file_name']) for i in kl_ids]
@@ -301,7 +285,7 @@ def run_ablation(acfg:AblateConfig) -> dict:
     if sft_path.exists(): sft = read_json(sft_path)
     else:
         row, _ = evaluate_policy(ctx['model'], None, world, chair, pope_sets, n_eval, seed=0, max_new_tokens=ctx['max_new_tokens'], progress=False)
-        sft = {'cell': 'sft', 'method': 'sft', 'reward': '', 'variant': '', 'seed': 0, **{k: row[k] for k in ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption', 'pope_f1')},
+        sft = {'cell': 'sft', 'method': 'sft', 'reward': '', 'variant': '', 'seed': 0, **{k: row[k] for k in ROW_METRICS},
                'kl': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'curve': []}
         write_json(sft_path, sft)
     grid = [(m, r, v, s) for (m, r, v) in cells(acfg) for s in acfg.seed_list]
@@ -313,7 +297,6 @@ def run_ablation(acfg:AblateConfig) -> dict:
         print(f"[{i}/{len(grid)}] {res['cell']} seed {s}: CHAIR_i {100 * res['chair_i']:.1f}  recall {100 * res['recall']:.1f}  "
               f"POPE F1 {100 * res['pope_f1']:.1f}  KL {res['kl']:.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     with atomic_write(out / 'results.jsonl') as f:
-        import json
         f.write(''.join(json.dumps(x) + '\n' for x in [sft, *rows]))
     table = table_markdown(aggregate([sft, *rows]))
     with atomic_write(out / 'table.md') as f: f.write(table)

@@ -19,8 +19,8 @@ import torch
 # %% auto 0
 __all__ = ['PICKLE_SUFFIXES', 'logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'UnsafeCheckpointError',
            'StopRequested', 'require_path', 'require_safetensors', 'seed_everything', 'atomic_write', 'write_json',
-           'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs', 'masked_mean', 'masked_var',
-           'masked_whiten', 'auroc', 'logprobs_from_logits']
+           'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs', 'read_config_yaml', 'masked_mean',
+           'masked_var', 'masked_whiten', 'auroc', 'logprobs_from_logits']
 
 # %% ../nbs/00_core.ipynb
 class FisaoError(Exception):
@@ -147,6 +147,39 @@ def field_docs(cls) -> dict:
         if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr) and isinstance(getattr(b, 'value', None), ast.Constant) and isinstance(b.value.value, str):
             docs[a.target.id] = b.value.value.strip()
     return docs
+
+# %% ../nbs/00_core.ipynb
+import dataclasses
+
+_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
+
+def _coerce(name:str, kind, v, where:str):
+    "`v` as the field's type, or an error naming the field."
+    t = _TYPES[kind] if isinstance(kind, str) else kind  # a string under `from __future__ import annotations`
+    if t is bool:
+        if isinstance(v, bool): return v
+        raise ConfigError(f"{where}: {name} must be true or false, got {v!r}")
+    if t is str: return '' if v is None else str(v)
+    try:
+        out = t(v)
+        if t is int and out != float(v): raise ValueError
+        return out
+    except (TypeError, ValueError): raise ConfigError(f"{where}: {name} must be {t.__name__}, got {v!r}") from None
+
+def read_config_yaml(path, cls, what:str='config (YAML)', command:str='fisao') -> dict:
+    "The fields of dataclass `cls` set in the YAML file `path`, each coerced to its field's type; errors name the file and field."
+    import yaml
+    p = require_path(path, what, kind='file')
+    try: data = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
+        raise DataError(f"config {p} is not valid YAML{at}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict): raise DataError(f"config {p} must be a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown: raise ConfigError(f"config {p}: unknown field(s) {', '.join(unknown)} (see `{command} --help`)")
+    return {k: _coerce(k, fields[k], v, str(p)) for k, v in data.items()}
 
 # %% ../nbs/00_core.ipynb
 def masked_mean(values:torch.Tensor, mask:torch.Tensor, dim:int|None=None) -> torch.Tensor:

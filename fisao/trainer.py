@@ -225,21 +225,6 @@ def instructblip_13b(**kw) -> TrainConfig:
     return llava15_7b(**{**base, **kw})
 
 # %% ../nbs/10_trainer.ipynb
-_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
-
-def _coerce(name:str, kind, v, where:str):
-    "`v` as the field's type, or an error naming the field."
-    t = _TYPES[kind] if isinstance(kind, str) else kind  # a string under `from __future__ import annotations`
-    if t is bool:
-        if isinstance(v, bool): return v
-        raise ConfigError(f"{where}: {name} must be true or false, got {v!r}")
-    if t is str: return '' if v is None else str(v)
-    try:
-        out = t(v)
-        if t is int and out != float(v): raise ValueError
-        return out
-    except (TypeError, ValueError): raise ConfigError(f"{where}: {name} must be {t.__name__}, got {v!r}") from None
-
 def config_parser(prog:str|None=None):
     "`HfArgumentParser(TrainConfig)` with each field's docstring as its `--help` text."
     from transformers import HfArgumentParser
@@ -251,21 +236,8 @@ def config_parser(prog:str|None=None):
 
 def load_config(path=None, args=()) -> TrainConfig:
     "A `TrainConfig` from the YAML file `path` (optional) with command-line `args` (e.g. `['--steps', '10']`) on top."
-    import yaml
-    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    values = {}
-    if path:
-        from fisao.core import require_path
-        p = require_path(path, 'training config (YAML)', kind='file')
-        try: data = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, 'problem_mark', None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
-            raise DataError(f"config {p} is not valid YAML{at}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict): raise DataError(f"config {p} must be a mapping of TrainConfig fields, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(fields))
-        if unknown: raise ConfigError(f"config {p}: unknown field(s) {', '.join(unknown)} (see `fisao train --help`)")
-        values = {k: _coerce(k, fields[k], v, str(p)) for k, v in data.items()}
+    from fisao.core import read_config_yaml
+    values = read_config_yaml(path, TrainConfig, 'training config (YAML)', 'fisao train') if path else {}
     parser = config_parser()
     parser.set_defaults(**values)
     cfg, rest = parser.parse_args_into_dataclasses(args=list(args), return_remaining_strings=True)
@@ -551,8 +523,7 @@ class FiSAOTrainer:
         from fisao.models import PolicyWithValue, load_vlm, lora_config, suppress_token_ids
         from fisao.verifier import FineGrainedVerifier
         cfg = self.cfg
-        if cfg.model:
-            if not cfg.clip: raise ConfigError('a real run (model set) needs clip: the local CLIP checkpoint of the verifier\'s text tower')
+        if cfg.model:  # preflight checked model, clip and calibration
             model_path, self.clip_path, self.world_dir = Path(cfg.model), Path(cfg.clip), None
         else:
             from fisao.cli import shapeworld_models
@@ -606,7 +577,6 @@ class FiSAOTrainer:
         else:
             with self.acc.main_process_first():  # the main process calibrates; the others read its file
                 if (self.resume or not self.main) and cal_out.exists(): cal = load_calibration(cal_out)
-                elif self.world_dir is None: raise ConfigError('a real run needs calibration: a calibration.json from `fisao calibrate`')
                 else:
                     from fisao.chair import ground_truth
                     from fisao.data import load_coco

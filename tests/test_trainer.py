@@ -164,6 +164,17 @@ def test_train_config_errors_are_one_line(tmp_path):
     assert '--reward_source' in r.stdout and 'oracle' in r.stdout
 
 
+def _real_run(model, pretrained, prompts, cal, out, *extra):
+    "`fisao train` the way a real run is launched (model/clip dirs, a LLaVA-Instruct file, COCO files), on ShapeWorld's files, 2 steps."
+    world = pretrained / 'world'
+    return subprocess.run([sys.executable, '-m', 'fisao.cli', 'train', '--model', str(model), '--clip', str(pretrained / 'clip'),
+                           '--prompts', str(prompts), '--image_dir', str(world / 'images' / 'train'), '--calibration', str(cal),
+                           '--vocab', str(world / 'vocab.txt'), '--instances', str(world / 'annotations' / 'instances_train.json'),
+                           '--eval_instances', str(world / 'annotations' / 'instances_val.json'), '--eval_image_dir', str(world / 'images' / 'val'),
+                           '--out', str(out), '--steps', '2', '--rollout_batch', '8', '--minibatch_size', '4', '--ppo_epochs', '1',
+                           '--progress', 'false', '--tensorboard', 'false', *extra], capture_output=True, text=True, env=_env())
+
+
 def test_real_run_path_with_local_paths(pretrained, tmp_path):
     """The path a LLaVA-1.5 run takes (model/clip directories, a LLaVA-Instruct prompt file, a calibration file from
     `fisao calibrate --model …`, COCO instances for held-out CHAIR), exercised with the tiny models and ShapeWorld files."""
@@ -178,13 +189,7 @@ def test_real_run_path_with_local_paths(pretrained, tmp_path):
           '--images', world / 'images' / 'calib', '--vocab', world / 'vocab.txt', '--n-images', '60', '--out', cal, '--quiet')
     assert len(json.loads(cal.read_text())['calibration_image_ids']) == 60
     out = tmp_path / 'run'
-    r = subprocess.run([sys.executable, '-m', 'fisao.cli', 'train', '--model', str(pretrained / 'llava'), '--clip', str(pretrained / 'clip'),
-                        '--prompts', str(tmp_path / 'instruct.json'), '--image_dir', str(world / 'images' / 'train'), '--n_prompts', '100',
-                        '--calibration', str(cal), '--vocab', str(world / 'vocab.txt'), '--instances', str(world / 'annotations' / 'instances_train.json'),
-                        '--eval_instances', str(world / 'annotations' / 'instances_val.json'), '--eval_image_dir', str(world / 'images' / 'val'),
-                        '--out', str(out), '--steps', '2', '--rollout_batch', '8', '--minibatch_size', '4', '--ppo_epochs', '1', '--eval_images', '20',
-                        '--max_new_tokens', '16', '--progress', 'false', '--tensorboard', 'false'],
-                       capture_output=True, text=True, env=_env())
+    r = _real_run(pretrained / 'llava', pretrained, tmp_path / 'instruct.json', cal, out, '--n_prompts', '100', '--eval_images', '20', '--max_new_tokens', '16')
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
     assert [x['step'] for x in rows] == [0, 1, 2] and 'eval/chair_i' in rows[-1] and 'rollout/chair_i' in rows[1]
@@ -218,13 +223,7 @@ def test_instructblip_calibrate_and_train(pretrained, tmp_path):
                for i, im in enumerate(ann['images'][:16])]
     (tmp_path / 'instruct.json').write_text(json.dumps(records))
     out = tmp_path / 'run'
-    r = subprocess.run([sys.executable, '-m', 'fisao.cli', 'train', '--model', str(model_dir), '--clip', str(pretrained / 'clip'),
-                        '--prompts', str(tmp_path / 'instruct.json'), '--image_dir', str(world / 'images' / 'train'), '--calibration', str(cal),
-                        '--vocab', str(world / 'vocab.txt'), '--instances', str(world / 'annotations' / 'instances_train.json'),
-                        '--eval_instances', str(world / 'annotations' / 'instances_val.json'), '--eval_image_dir', str(world / 'images' / 'val'),
-                        '--out', str(out), '--steps', '2', '--rollout_batch', '8', '--minibatch_size', '4', '--ppo_epochs', '1', '--eval_images', '8',
-                        '--max_new_tokens', '12', '--progress', 'false', '--tensorboard', 'false'],
-                       capture_output=True, text=True, env=_env())
+    r = _real_run(model_dir, pretrained, tmp_path / 'instruct.json', cal, out, '--eval_images', '8', '--max_new_tokens', '12')
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
     assert [x['step'] for x in rows] == [0, 1, 2] and all(abs(x.get('loss/policy', 0.0)) < 1e6 for x in rows)
