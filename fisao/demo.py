@@ -16,9 +16,9 @@ __all__ = ['METHODS', 'LABELS', 'DemoConfig', 'train_config', 'pope_from_descrip
            'print_table']
 
 # %% ../nbs/13a_demo.ipynb
-METHODS = {'fisao_token': dict(reward_reading='normalized', reward_source='verifier'),
+METHODS = {'fisao_token': dict(reward_reading='threshold', reward_source='verifier'),
            'fisao_sentence': dict(reward_reading='sentence', reward_source='verifier'),
-           'oracle_token': dict(reward_reading='normalized', reward_source='oracle')}
+           'oracle_token': dict(reward_reading='threshold', reward_source='oracle')}
 LABELS = {'sft': 'SFT policy', 'fisao_token': 'FiSAO, token-level', 'fisao_sentence': 'FiSAO, sentence-level', 'oracle_token': 'oracle reward, token-level'}
 
 @dataclass
@@ -59,7 +59,7 @@ def train_config(dcfg:DemoConfig, method:str):
     out = Path(dcfg.out)
     kw = dict(out=str(out / 'runs' / method), pretrained=str(out / 'pretrain'), calibration=str(out / 'calibration.json'), seed=dcfg.seed,
               steps=dcfg.steps, lr=dcfg.lr, eval_every=0, eval_images=min(100, dcfg.eval_images), save_every=dcfg.steps, samples_every=max(1, dcfg.steps // 4),
-              progress=dcfg.progress, **METHODS[method])
+              progress=dcfg.progress, gae_lambda=0.95, **METHODS[method])  # one GAE λ for all three: the sentence reward must reach the first token
     if dcfg.quick: kw.update(quick=True, steps=2, save_every=2, samples_every=1, rollout_batch=16, minibatch_size=8, ppo_epochs=1, max_new_tokens=24)
     return TrainConfig(**kw)
 

@@ -345,6 +345,13 @@ def _check_ppo_args(rollout, ppo_epochs, minibatch_size, grad_accum, clip_eps, c
         if getattr(rollout, name) is None: raise DataError(f"rollout.{name} is not set (score_rollout, then compute_advantages)")
         _check_finite(f"rollout.{name}", getattr(rollout, name), rollout.response_mask)
 
+def _clip_grad_norm(params:list, max_norm:float|None, accelerator=None) -> torch.Tensor:
+    "Clip the gradients of `params` to `max_norm` (None: measure only); their norm before clipping (0 when none)."
+    if not params: return torch.zeros(())
+    clip_to = max_norm if max_norm is not None else float('inf')
+    return (accelerator.clip_grad_norm_(params, clip_to) if accelerator is not None
+            else torch.nn.utils.clip_grad_norm_(params, clip_to))
+
 def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatch_size:int, grad_accum:int=1,
                clip_eps:float=0.2, clip_range_value:float=0.2, clip_vloss:bool=True, vf_coef:float=0.1, ent_coef:float=0.0,
                max_grad_norm:float|None=1.0, temperature:float=1.0, norm_adv:bool=True, target_kl:float|None=None,
@@ -353,7 +360,9 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
     t0 = time.perf_counter()
     _check_ppo_args(rollout, ppo_epochs, minibatch_size, grad_accum, clip_eps, clip_range_value, max_grad_norm, target_kl, accelerator)
     world = accelerator.num_processes if accelerator is not None else 1
-    params = [p for p in policy.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
+    critic = [p for n, p in named if 'value_head.' in n]             # the value head (its own clipping)
+    actor = [p for n, p in named if 'value_head.' not in n]          # the LoRA weights
     loss_kw = dict(clip_eps=clip_eps, clip_range_value=clip_range_value, clip_vloss=clip_vloss, vf_coef=vf_coef,
                    ent_coef=ent_coef, temperature=temperature)
     b_mask = rollout.response_mask                                       # (B, T)
@@ -364,7 +373,7 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
     was_training = policy.training
     policy.train(False)                                                  # no dropout: ratio ≡ 1 at the first step
     sums = {k: torch.zeros((), dtype=torch.float64, device=b_mask.device)  # token-weighted stat sums (this process)
-            for k in ('approx_kl', 'clipfrac', 'vf_clipfrac', 'entropy', 'n', 'pg_loss', 'vf_loss', 'loss', 'grad_norm')}
+            for k in ('approx_kl', 'clipfrac', 'vf_clipfrac', 'entropy', 'n', 'pg_loss', 'vf_loss', 'loss', 'grad_norm', 'vf_grad_norm')}
     n_steps, skips, stopped = 0, 0, None
     optimizer.zero_grad(set_to_none=True)
     try:
@@ -387,15 +396,14 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
                     for k in ('pg_loss', 'vf_loss', 'loss'): sums[k] += st[k].double()  # parts of the global minibatch's loss
                     sums['n'] += st['n']
                     epoch_kl += torch.stack([st['approx_kl'].double() * st['n'], st['n'].double()])
-                clip_to = max_grad_norm if max_grad_norm is not None else float('inf')
-                grad_norm = (accelerator.clip_grad_norm_(params, clip_to) if accelerator is not None
-                             else torch.nn.utils.clip_grad_norm_(params, clip_to))
-                if _all_sum(nonfinite, accelerator) > 0 or not torch.isfinite(grad_norm):
+                grad_norm, vf_grad_norm = (_clip_grad_norm(ps, max_grad_norm, accelerator) for ps in (actor, critic))
+                if _all_sum(nonfinite, accelerator) > 0 or not (torch.isfinite(grad_norm) and torch.isfinite(vf_grad_norm)):
                     skips += 1
                     logger.warning('ppo_update: non-finite loss or gradient norm in epoch %d; optimizer step skipped', epoch)
                 else:
                     optimizer.step()
                     sums['grad_norm'] += grad_norm.double()
+                    sums['vf_grad_norm'] += vf_grad_norm.double()
                 optimizer.zero_grad(set_to_none=True)
                 n_steps += 1
             epoch_kl = _all_sum(epoch_kl, accelerator)
@@ -411,6 +419,7 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
              'policy/approx_kl': tot['approx_kl'] / tot['n'], 'policy/clipfrac': tot['clipfrac'] / tot['n'],
              'policy/entropy': tot['entropy'] / tot['n'], 'val/clipfrac': tot['vf_clipfrac'] / tot['n'],
              'val/explained_variance': ev, 'policy/grad_norm': tot['grad_norm'] / world / n_ok,
+             'val/grad_norm': tot['vf_grad_norm'] / world / n_ok,
              'policy/nonfinite_skips': skips, 'ppo/optimizer_steps': n_steps - skips}
     if stopped is not None: stats['policy/early_stopped_epoch'] = stopped
     stats['time/update'] = time.perf_counter() - t0

@@ -97,6 +97,19 @@ def test_resume_after_sigkill_is_bit_identical(pretrained, tmp_path):
     assert rows == sorted(set(rows)) and rows[-1] == 6, rows  # no duplicated steps after the resume
 
 
+def test_value_head_has_its_own_learning_rate(pretrained, tmp_path):
+    import torch
+    from fisao.trainer import FiSAOTrainer, load_config
+    torch.set_num_threads(1)
+    base = ['--pretrained', str(pretrained), *QUICK, '--steps', '2', '--tensorboard', 'false', '--lr', '2e-4']
+    for i, (value_lr, want) in enumerate((('0', 2e-4), ('5e-3', 5e-3))):  # 0 = the policy's lr
+        tr = FiSAOTrainer(load_config(None, [*base, '--out', str(tmp_path / f'v{i}'), '--value_lr', value_lr]))
+        actor, critic = tr.opt.param_groups
+        assert actor['lr'] == 2e-4 and critic['lr'] == want, (actor['lr'], critic['lr'])
+        assert {id(p) for p in critic['params']} == {id(p) for p in tr.unwrapped.value_head.parameters()}
+        assert all('lora_' in n for n, p in tr.unwrapped.named_parameters() if any(p is q for q in actor['params']))
+
+
 def test_nonfinite_rewards_stop_the_run_with_the_last_good_checkpoint(pretrained, tmp_path):
     import torch
     from fisao.core import FisaoError
