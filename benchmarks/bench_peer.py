@@ -52,7 +52,7 @@ def ppo_trainer(args, out, calibration=''):
     from fisao.trainer import FiSAOTrainer, load_config
     flags = ['--pretrained', args.pretrained, '--out', str(out), '--progress', 'false', '--tensorboard', 'false', '--eval_images', '10',
              '--lr', '1e-5', '--rollout_batch', str(args.batch), '--minibatch_size', str(args.minibatch), '--ppo_epochs', '4',
-             '--max_new_tokens', str(args.length), '--device', 'cpu'] + (['--quick', 'true'] if args.quick else []) + \
+             '--max_new_tokens', str(args.length), '--device', 'cpu', '--ent_coef', '0'] + (['--quick', 'true'] if args.quick else []) + \
             (['--calibration', calibration] if calibration else [])
     tr = FiSAOTrainer(load_config(None, flags))
     tr.suppress = list(tr.suppress) + [tr.tok.eos_token_id]  # every response runs to max_new_tokens

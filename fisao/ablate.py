@@ -133,7 +133,7 @@ def train_config(acfg:AblateConfig, method:str, reward:str, variant:str, seed:in
               calibration=str(out / 'calibration.json'), seed=seed, steps=acfg.steps, lr=acfg.lr, eval_every=max(1, acfg.steps // 4),
               eval_images=min(100, acfg.eval_images), save_every=acfg.steps, samples_every=0, tensorboard=False, progress=acfg.progress,
               reward_reading='sentence' if method == 'ppo_sentence' else 'normalized', reward_source=reward,
-              kl_coef=0.2, ent_coef=0.0, lr_schedule='constant', value_lr=0.0, gae_lambda=0.95)  # the PPO settings the committed tables were measured with
+              kl_coef=0.2, ent_coef=0.0, lr_schedule='constant', value_lr=0.0, gae_lambda=0.95)  # the settings of the committed tables (their runs also predate separate actor/critic clipping)
     if acfg.quick: kw.update(quick=True, steps=2, eval_every=1, save_every=2, rollout_batch=16, minibatch_size=8, ppo_epochs=1, max_new_tokens=24,
                              eval_images=min(20, acfg.eval_images))
     if variant: kw.update(variant_overrides(variant))

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import ConfigError, read_json, write_json
+from .core import ConfigError, FisaoError, read_json, write_json
 
 # %% auto 0
 __all__ = ['METHODS', 'LABELS', 'DemoConfig', 'train_config', 'pope_from_descriptions', 'evaluate_policy', 'run_demo',
@@ -62,6 +62,25 @@ def train_config(dcfg:DemoConfig, method:str):
               progress=dcfg.progress, gae_lambda=0.95, **METHODS[method])  # one GAE λ for all three: the sentence reward must reach the first token
     if dcfg.quick: kw.update(quick=True, steps=2, save_every=2, samples_every=1, rollout_batch=16, minibatch_size=8, ppo_epochs=1, max_new_tokens=24)
     return TrainConfig(**kw)
+
+# %% ../nbs/13a_demo.ipynb
+_IGNORED_FIELDS = ('progress', 'out', 'pretrained', 'calibration')  # no effect on the result, or fixed by where the run lives
+
+def _set_aside_if_stale(cfg) -> Path|None:
+    "Move `cfg.out` to `OUT.old-N` when its `config.yaml` differs from `cfg` (paths and `progress` aside); returns the new place, if moved."
+    from fisao.trainer import load_config
+    out = Path(cfg.out)
+    if not (out / 'config.yaml').exists(): return None
+    try: old = load_config(out / 'config.yaml').to_dict()
+    except FisaoError: old = {}
+    new = cfg.to_dict()
+    diff = sorted(k for k in new if k not in _IGNORED_FIELDS and old.get(k) != new[k])
+    if not diff: return None
+    n = 1
+    while out.with_name(f'{out.name}.old-{n}').exists(): n += 1
+    dest = out.rename(out.with_name(f'{out.name}.old-{n}'))
+    print(f"  {out} was trained with other settings ({', '.join(diff[:4])}{' …' if len(diff) > 4 else ''}): moved to {dest}, training again")
+    return dest
 
 # %% ../nbs/13a_demo.ipynb
 def pope_from_descriptions(questions, descriptions:dict, chair) -> tuple:
@@ -123,6 +142,7 @@ def run_demo(dcfg:DemoConfig) -> dict:
     for k, m in enumerate(dcfg.method_list, 1):
         t0 = time.perf_counter()
         cfg = train_config(dcfg, m)
+        _set_aside_if_stale(cfg)
         done = (Path(cfg.out) / 'summary.json').exists() and list_checkpoints(cfg.out)
         if not done: FiSAOTrainer(cfg, resume=bool(list_checkpoints(cfg.out))).train()
         runs[m] = list_checkpoints(cfg.out)[-1] / 'adapter'

@@ -345,12 +345,14 @@ def _check_ppo_args(rollout, ppo_epochs, minibatch_size, grad_accum, clip_eps, c
         if getattr(rollout, name) is None: raise DataError(f"rollout.{name} is not set (score_rollout, then compute_advantages)")
         _check_finite(f"rollout.{name}", getattr(rollout, name), rollout.response_mask)
 
-def _clip_grad_norm(params:list, max_norm:float|None, accelerator=None) -> torch.Tensor:
-    "Clip the gradients of `params` to `max_norm` (None: measure only); their norm before clipping (0 when none)."
-    if not params: return torch.zeros(())
+def _clip_grad_norms(actor:list, critic:list, max_norm:float|None, accelerator=None) -> tuple:
+    "Clip the actor's and the critic's gradients to `max_norm` each (None: measure only); `(actor norm, critic norm)` before clipping."
     clip_to = max_norm if max_norm is not None else float('inf')
-    return (accelerator.clip_grad_norm_(params, clip_to) if accelerator is not None
-            else torch.nn.utils.clip_grad_norm_(params, clip_to))
+    if accelerator is not None and accelerator.distributed_type.name not in ('NO', 'MULTI_CPU', 'MULTI_GPU'):
+        # DeepSpeed / FSDP clip inside their engines over all parameters: one joint norm (the critic's reported as 0)
+        return accelerator.clip_grad_norm_(actor + critic, clip_to), torch.zeros(())
+    if accelerator is not None: accelerator.unscale_gradients()  # fp16: unscale once per step (a second unscale_ raises)
+    return tuple(torch.nn.utils.clip_grad_norm_(ps, clip_to) if ps else torch.zeros(()) for ps in (actor, critic))
 
 def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatch_size:int, grad_accum:int=1,
                clip_eps:float=0.2, clip_range_value:float=0.2, clip_vloss:bool=True, vf_coef:float=0.1, ent_coef:float=0.0,
@@ -360,9 +362,11 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
     t0 = time.perf_counter()
     _check_ppo_args(rollout, ppo_epochs, minibatch_size, grad_accum, clip_eps, clip_range_value, max_grad_norm, target_kl, accelerator)
     world = accelerator.num_processes if accelerator is not None else 1
-    named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
-    critic = [p for n, p in named if 'value_head.' in n]             # the value head (its own clipping)
-    actor = [p for n, p in named if 'value_head.' not in n]          # the LoRA weights
+    base = accelerator.unwrap_model(policy) if accelerator is not None else policy
+    critic_ids = {id(p) for p in getattr(base, 'value_head', torch.nn.Module()).parameters()}
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    critic = [p for p in trainable if id(p) in critic_ids]              # the value head (its own clipping)
+    actor = [p for p in trainable if id(p) not in critic_ids]           # the LoRA weights
     loss_kw = dict(clip_eps=clip_eps, clip_range_value=clip_range_value, clip_vloss=clip_vloss, vf_coef=vf_coef,
                    ent_coef=ent_coef, temperature=temperature)
     b_mask = rollout.response_mask                                       # (B, T)
@@ -396,10 +400,11 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
                     for k in ('pg_loss', 'vf_loss', 'loss'): sums[k] += st[k].double()  # parts of the global minibatch's loss
                     sums['n'] += st['n']
                     epoch_kl += torch.stack([st['approx_kl'].double() * st['n'], st['n'].double()])
-                grad_norm, vf_grad_norm = (_clip_grad_norm(ps, max_grad_norm, accelerator) for ps in (actor, critic))
+                grad_norm, vf_grad_norm = _clip_grad_norms(actor, critic, max_grad_norm, accelerator)
                 if _all_sum(nonfinite, accelerator) > 0 or not (torch.isfinite(grad_norm) and torch.isfinite(vf_grad_norm)):
                     skips += 1
                     logger.warning('ppo_update: non-finite loss or gradient norm in epoch %d; optimizer step skipped', epoch)
+                    if getattr(accelerator, 'scaler', None) is not None: accelerator.scaler.update()  # fp16: lower the scale, allow the next unscale
                 else:
                     optimizer.step()
                     sums['grad_norm'] += grad_norm.double()

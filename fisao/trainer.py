@@ -70,7 +70,7 @@ class TrainConfig:
     template: str = 'a photo of a {}'
     "verifier text template"
     reward_reading: str = 'threshold'
-    "reward reading: normalized (the paper presets) | threshold (the ShapeWorld preset: symmetric ±λ, break-even at 50 % precision) | sentence"
+    "reward reading: normalized (the paper presets) | threshold (the ShapeWorld preset: symmetric ±λ, break-even when half the mentions are right) | sentence"
     reward_source: str = 'verifier'
     "verifier (the method) | oracle (ground-truth labels, same shaping)"
     xi: float = 0.2
@@ -128,7 +128,7 @@ class TrainConfig:
     ent_coef: float = 0.01
     "entropy bonus coefficient (keeps the sampled captions varied while the policy sharpens)"
     max_grad_norm: float = 1.0
-    "gradient clipping norm"
+    "gradient clipping norm, applied to the LoRA and the value head separately"
     norm_adv: bool = True
     "whiten advantages over the rollout batch"
     whiten_rewards: bool = False
@@ -690,7 +690,7 @@ def _rollout_step(self:FiSAOTrainer, step:int) -> dict:
     t_all = time.perf_counter() - t_step
     n_tok = _gather_mean(acc, lengths) * cfg.rollout_batch * self.world
     m.update({'time/generate': t_gen, 'time/reward': t_rew, 'time/score': t_score, 'time/update': st.get('time/update', 0.0), 'time/step': t_all,
-              'charts/lr': self.sched.get_last_lr()[0], 'charts/tokens_per_s': n_tok / t_all})
+              'charts/lr': self.sched.get_last_lr()[0], 'charts/value_lr': self.sched.get_last_lr()[1], 'charts/tokens_per_s': n_tok / t_all})
     m.pop('ppo/optimizer_steps', None)
     self._last_rollout = (ids, ro, response_mask.cpu(), input_ids[:, P:].cpu())
     return m
@@ -787,7 +787,12 @@ def _load_checkpoint(self:FiSAOTrainer, ckpt) -> int:
     set_peft_model_state_dict(self.unwrapped.model, load_file(str(ckpt / 'adapter' / 'adapter_model.safetensors')))
     vh = load_file(str(ckpt / 'adapter' / 'value_head.safetensors'))
     self.unwrapped.value_head.load_state_dict({k: v.to(self.acc.device) for k, v in vh.items()})
-    self.opt.load_state_dict(_torch_load(ckpt / 'optimizer.pt'))
+    opt_state = _torch_load(ckpt / 'optimizer.pt')
+    if len(opt_state.get('param_groups', [])) != len(self.opt.param_groups):
+        raise ConfigError(f"{ckpt / 'optimizer.pt'} has {len(opt_state.get('param_groups', []))} parameter group(s), this trainer "
+                          f"{len(self.opt.param_groups)} (LoRA, value head): the checkpoint predates the value head's own learning rate "
+                          f"(`value_lr`); resume it with the fisao version that wrote it, or start a new run")
+    self.opt.load_state_dict(opt_state)
     self.sched.load_state_dict(_torch_load(ckpt / 'scheduler.pt'))
     self.kl_ctl.load_state_dict(state['kl_ctl'])
     self.nonfinite_run = state.get('nonfinite_run', 0)
