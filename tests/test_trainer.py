@@ -110,6 +110,23 @@ def test_value_head_has_its_own_learning_rate(pretrained, tmp_path):
         assert all('lora_' in n for n, p in tr.unwrapped.named_parameters() if any(p is q for q in actor['params']))
 
 
+def test_resume_refuses_a_checkpoint_from_before_the_value_lr_group(pretrained, tmp_path):
+    import torch
+    from fisao.core import ConfigError
+    from fisao.trainer import FiSAOTrainer, load_config, list_checkpoints
+    torch.set_num_threads(1)
+    cfg = load_config(None, ['--pretrained', str(pretrained), '--out', str(tmp_path / 'old'), *QUICK, '--steps', '1', '--save_every', '1',
+                             '--eval_every', '0', '--samples_every', '0', '--tensorboard', 'false'])
+    FiSAOTrainer(cfg).train()
+    opt_file = list_checkpoints(tmp_path / 'old')[-1] / 'optimizer.pt'
+    state = torch.load(opt_file, weights_only=True)
+    actor, critic = state['param_groups']  # as an older fisao wrote it: one group for the LoRA and the value head
+    state['param_groups'] = [{**actor, 'params': actor['params'] + critic['params']}]
+    torch.save(state, opt_file)
+    with pytest.raises(ConfigError, match=r'optimizer\.pt has 1 parameter group\(s\).*predates the value head'):
+        FiSAOTrainer(cfg, resume=True).train()
+
+
 def test_nonfinite_rewards_stop_the_run_with_the_last_good_checkpoint(pretrained, tmp_path):
     import torch
     from fisao.core import FisaoError
