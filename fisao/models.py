@@ -358,6 +358,12 @@ class PolicyWithValue(nn.Module):
         "The parameters the optimizer updates: the LoRA weights and the value head."
         return [p for p in self.parameters() if p.requires_grad]
 
+    def actor_critic_parameters(self) -> tuple:
+        "`(actor, critic)`: the trainable LoRA weights and the value head's — the groups with their own lr and gradient clipping."
+        critic = [p for p in self.value_head.parameters() if p.requires_grad]
+        ids = {id(p) for p in critic}
+        return [p for p in self.trainable_parameters() if id(p) not in ids], critic
+
 # %% ../nbs/05_models.ipynb
 def suppress_token_ids(processor) -> list:
     "Token ids a response must never contain (pad, bos, the image placeholder), for `generate(suppress_tokens=...)`; never eos."

@@ -362,11 +362,7 @@ def ppo_update(policy, optimizer, rollout:Rollout, *, ppo_epochs:int=4, minibatc
     t0 = time.perf_counter()
     _check_ppo_args(rollout, ppo_epochs, minibatch_size, grad_accum, clip_eps, clip_range_value, max_grad_norm, target_kl, accelerator)
     world = accelerator.num_processes if accelerator is not None else 1
-    base = accelerator.unwrap_model(policy) if accelerator is not None else policy
-    critic_ids = {id(p) for p in getattr(base, 'value_head', torch.nn.Module()).parameters()}
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-    critic = [p for p in trainable if id(p) in critic_ids]              # the value head (its own clipping)
-    actor = [p for p in trainable if id(p) not in critic_ids]           # the LoRA weights
+    actor, critic = (accelerator.unwrap_model(policy) if accelerator is not None else policy).actor_critic_parameters()  # clipped apart
     loss_kw = dict(clip_eps=clip_eps, clip_range_value=clip_range_value, clip_vloss=clip_vloss, vf_coef=vf_coef,
                    ent_coef=ent_coef, temperature=temperature)
     b_mask = rollout.response_mask                                       # (B, T)

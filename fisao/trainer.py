@@ -601,9 +601,7 @@ class FiSAOTrainer:
 
     def _setup_optimizer(self):
         cfg = self.cfg
-        critic = list(self.unwrapped.value_head.parameters())
-        ids = {id(p) for p in critic}
-        actor = [p for p in self.unwrapped.trainable_parameters() if id(p) not in ids]
+        actor, critic = self.unwrapped.actor_critic_parameters()
         opt = torch.optim.AdamW([{'params': actor, 'lr': cfg.lr}, {'params': critic, 'lr': cfg.value_lr or cfg.lr}],
                                 lr=cfg.lr, weight_decay=cfg.weight_decay)
         def lr_lambda(s):
