@@ -32,7 +32,8 @@ def main():
     _noun_lemma.cache_clear()
     t0 = time.perf_counter(); evaluate(chair, caps, gt); cold = time.perf_counter() - t0
     t0 = time.perf_counter(); evaluate(chair, caps, gt); warm = time.perf_counter() - t0
-    print(f'chair: {len(caps)} captions cold cache {len(caps) / cold:.0f}/s, warm cache {len(caps) / warm:.0f}/s, warm/cold speed ratio {cold / warm:.2f}x')
+    print(f'chair: {len(caps)} captions cold cache {len(caps) / cold:.0f}/s, warm cache {len(caps) / warm:.0f}/s, '
+          f'warm/cold speed ratio {cold / warm:.2f}x')
     t0 = time.perf_counter()
     for c in caps: tokenize_with_spans(c['caption'])
     t_tok = time.perf_counter() - t0

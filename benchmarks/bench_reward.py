@@ -3,8 +3,8 @@
     python benchmarks/bench_reward.py [--pretrained runs/pretrain] [--quick] [--batch 64] [--reps 3]
 
 Uses ShapeWorld's tiny models (trained on first use, cached under --pretrained). Per repetition: sample a batch of
-responses from the SFT policy (timed), then compute FineGrainedReward on it (timed, a fresh rollout: image embeddings are
-recomputed, phrase embeddings stay cached for the run as in training). Prints medians and the ratio; the goal is
+responses from the SFT policy (timed), then compute FineGrainedReward on it (timed, a fresh rollout: image embeddings
+are recomputed, phrase embeddings stay cached for the run as in training). Prints medians and the ratio; the goal is
 reward <= 5 % of generation (and <= 2 % of a full PPO step, see bench_ppo.py once it exists)."""
 import argparse
 import json
@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from fisao.chair import Chair, ChairVocab, ground_truth
-from fisao.cli import shapeworld_models
 from fisao.data import load_coco
 from fisao.models import build_inputs, suppress_token_ids
 from fisao.pretrain import _to_pil, load_pretrained, load_world_split
 from fisao.rewards import FineGrainedReward, RewardConfig
 from fisao.shapeworld import world_paths
 from fisao.verifier import FineGrainedVerifier, calibrate
+from fisao.workspace import shapeworld_models
 
 
 def main():
@@ -40,7 +40,8 @@ def main():
     world = args.pretrained / 'world'
     chair = Chair(ChairVocab.from_file(world_paths(world, 'calib')['vocab']))
     cs = load_world_split(world, 'calib', 200)
-    cal = calibrate(llava, processor, verifier, _to_pil(cs.images), cs.ids, ground_truth(chair, load_coco(world_paths(world, 'calib')['instances'])),
+    cal = calibrate(llava, processor, verifier, _to_pil(cs.images), cs.ids,
+                    ground_truth(chair, load_coco(world_paths(world, 'calib')['instances'])),
                     chair, 'Describe the image.')
     vs = load_world_split(world, 'val')
     gt = ground_truth(chair, load_coco(world_paths(world, 'val')['instances']))
@@ -54,7 +55,8 @@ def main():
         t0 = time.perf_counter()
         with torch.no_grad():
             out = llava.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=True, top_k=0, top_p=1.0,
-                                 suppress_tokens=suppress_token_ids(processor), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                                 suppress_tokens=suppress_token_ids(processor), pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id)
         t_gen = time.perf_counter() - t0
         resp = out[:, enc.input_ids.shape[1]:]                                          # (B, T)
         is_eos = (resp == tok.eos_token_id).long()
@@ -65,20 +67,26 @@ def main():
         t_rew = time.perf_counter() - t0
         if rep == 0: continue
         first += [r for recs in ro.records for r in recs if r['skip'] is None and not r['repeat']]
-        gen_t.append(t_gen); rew_t.append(t_rew); phases.append({k: ro.stats[f'time_{k}'] for k in ('parse', 'score', 'align')})
+        gen_t.append(t_gen); rew_t.append(t_rew)
+        phases.append({k: ro.stats[f'time_{k}'] for k in ('parse', 'score', 'align')})
     g, r = statistics.median(gen_t), statistics.median(rew_t)
     ph = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
-    res = {'batch': args.batch, 'max_new_tokens': args.max_new_tokens, 'generate_s': g, 'reward_s': r, 'reward_over_generate': r / g,
-           'phases_s': ph, 'mentions_per_caption': ro.stats['mentions_per_caption'], 'threads': torch.get_num_threads(), 'quick': args.quick}
-    print(f"generate {g * 1000:.0f} ms, reward {r * 1000:.0f} ms (parse {ph['parse'] * 1000:.0f}, score {ph['score'] * 1000:.0f}, "
+    res = {'batch': args.batch, 'max_new_tokens': args.max_new_tokens, 'generate_s': g, 'reward_s': r,
+           'reward_over_generate': r / g, 'phases_s': ph, 'mentions_per_caption': ro.stats['mentions_per_caption'],
+           'threads': torch.get_num_threads(), 'quick': args.quick}
+    print(f"generate {g * 1000:.0f} ms, reward {r * 1000:.0f} ms "
+          f"(parse {ph['parse'] * 1000:.0f}, score {ph['score'] * 1000:.0f}, "
           f"align {ph['align'] * 1000:.0f}) per batch of {args.batch}: reward / generation = {r / g:.1%} (goal <= 5 %)")
     pos = [r['reward'] > 0 for r in first if r['label'] == 'correct']
     neg = [r['reward'] < 0 for r in first if r['label'] == 'hallucinated']
-    res['sign'] = {'correct_positive': sum(pos) / max(1, len(pos)), 'hallucinated_negative': sum(neg) / max(1, len(neg)),
-                   'overall': (sum(pos) + sum(neg)) / max(1, len(pos) + len(neg)), 'n_correct': len(pos), 'n_hallucinated': len(neg),
-                   'calibration_auroc': cal['auroc']}
-    print(f"held-out (val) sampled first mentions, default reading: correct -> positive {res['sign']['correct_positive']:.1%} of {len(pos)}, "
-          f"hallucinated -> negative {res['sign']['hallucinated_negative']:.1%} of {len(neg)}, overall {res['sign']['overall']:.1%}")
+    res['sign'] = {'correct_positive': sum(pos) / max(1, len(pos)),
+                   'hallucinated_negative': sum(neg) / max(1, len(neg)),
+                   'overall': (sum(pos) + sum(neg)) / max(1, len(pos) + len(neg)), 'n_correct': len(pos),
+                   'n_hallucinated': len(neg), 'calibration_auroc': cal['auroc']}
+    print(f"held-out (val) sampled first mentions, default reading: "
+          f"correct -> positive {res['sign']['correct_positive']:.1%} of {len(pos)}, "
+          f"hallucinated -> negative {res['sign']['hallucinated_negative']:.1%} of {len(neg)}, "
+          f"overall {res['sign']['overall']:.1%}")
     print(json.dumps(res))
 
 

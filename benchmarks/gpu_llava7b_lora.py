@@ -21,14 +21,20 @@ from fisao.models import PolicyWithValue, format_param_report, lora_config, para
 
 def llava15_7b_config(tiny: bool) -> LlavaConfig:
     if tiny:
-        vision = CLIPVisionConfig(image_size=56, patch_size=14, hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, projection_dim=32)
-        text = LlamaConfig(vocab_size=32064, hidden_size=128, intermediate_size=344, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096)
+        vision = CLIPVisionConfig(image_size=56, patch_size=14, hidden_size=64, intermediate_size=256,
+                                  num_hidden_layers=3, num_attention_heads=4, projection_dim=32)
+        text = LlamaConfig(vocab_size=32064, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096)
     else:  # llava-hf/llava-1.5-7b-hf's config.json
-        vision = CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, projection_dim=768)
-        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5)
+        vision = CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
+                                  num_hidden_layers=24, num_attention_heads=16, projection_dim=768)
+        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                           rms_norm_eps=1e-5)
     n_img = (vision.image_size // vision.patch_size) ** 2
     return LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000, vision_feature_layer=-2,
-                       vision_feature_select_strategy='default', projector_hidden_act='gelu', image_seq_length=n_img, pad_token_id=32001)
+                       vision_feature_select_strategy='default', projector_hidden_act='gelu', image_seq_length=n_img,
+                       pad_token_id=32001)
 
 
 def main():
@@ -72,10 +78,13 @@ def main():
     res['mem_forward_gib'] = mem()
     sync(); t0 = time.perf_counter()
     with torch.no_grad():
-        out = policy.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+        out = policy.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=args.new_tokens,
+                              min_new_tokens=args.new_tokens, do_sample=False)
     sync(); dt = time.perf_counter() - t0
-    res.update({'generate_s': dt, 'generated_tokens_per_s': B * (out.shape[1] - ids.shape[1]) / dt, 'mem_generate_gib': mem()})
-    ok = res['lora_init_max_abs_diff'] == 0.0 and res['reference_vs_base_max_abs_diff'] == 0.0 and res['perturbed_lora_vs_base_max_abs_diff'] > 0
+    res.update({'generate_s': dt, 'generated_tokens_per_s': B * (out.shape[1] - ids.shape[1]) / dt,
+                'mem_generate_gib': mem()})
+    ok = (res['lora_init_max_abs_diff'] == 0.0 and res['reference_vs_base_max_abs_diff'] == 0.0
+          and res['perturbed_lora_vs_base_max_abs_diff'] > 0)
     res['parity_ok'] = ok
     print(json.dumps({k: v for k, v in res.items() if k != 'params'}, indent=1))
     if args.out: open(args.out, 'w').write(json.dumps(res, indent=1))

@@ -16,10 +16,11 @@ __all__ = ['METHODS', 'LABELS', 'DemoConfig', 'train_config', 'pope_from_descrip
            'print_table']
 
 # %% ../nbs/13a_demo.ipynb
-METHODS = {'fisao_token': dict(reward_reading='threshold', reward_source='verifier'),
-           'fisao_sentence': dict(reward_reading='sentence', reward_source='verifier'),
-           'oracle_token': dict(reward_reading='threshold', reward_source='oracle')}
-LABELS = {'sft': 'SFT policy', 'fisao_token': 'FiSAO, token-level', 'fisao_sentence': 'FiSAO, sentence-level', 'oracle_token': 'oracle reward, token-level'}
+METHODS = {'fisao_token': {'reward.reading': 'threshold', 'reward.source': 'verifier'},
+           'fisao_sentence': {'reward.reading': 'sentence', 'reward.source': 'verifier'},
+           'oracle_token': {'reward.reading': 'threshold', 'reward.source': 'oracle'}}
+LABELS = {'sft': 'SFT policy', 'fisao_token': 'FiSAO, token-level', 'fisao_sentence': 'FiSAO, sentence-level',
+          'oracle_token': 'oracle reward, token-level'}
 
 @dataclass
 class DemoConfig:
@@ -55,36 +56,46 @@ class DemoConfig:
 # %% ../nbs/13a_demo.ipynb
 def train_config(dcfg:DemoConfig, method:str):
     "The `TrainConfig` of `method`'s run in the demo directory."
-    from fisao.trainer import TrainConfig
+    from fisao.trainconfig import config_from_flat
     out = Path(dcfg.out)
-    kw = dict(out=str(out / 'runs' / method), pretrained=str(out / 'pretrain'), calibration=str(out / 'calibration.json'), seed=dcfg.seed,
-              steps=dcfg.steps, lr=dcfg.lr, eval_every=0, eval_images=min(100, dcfg.eval_images), save_every=dcfg.steps, samples_every=max(1, dcfg.steps // 4),
-              progress=dcfg.progress, gae_lambda=0.95, **METHODS[method])  # one GAE λ for all three: the sentence reward must reach the first token
-    if dcfg.quick: kw.update(quick=True, steps=2, save_every=2, samples_every=1, rollout_batch=16, minibatch_size=8, ppo_epochs=1, max_new_tokens=24)
-    return TrainConfig(**kw)
+    kw = {'out': str(out / 'runs' / method), 'model.pretrained': str(out / 'pretrain'),
+          'verifier.calibration': str(out / 'calibration.json'), 'seed': dcfg.seed, 'steps': dcfg.steps,
+          'optim.lr': dcfg.lr, 'eval.every': 0, 'eval.images': min(100, dcfg.eval_images),
+          'log.save_every': dcfg.steps, 'log.samples_every': max(1, dcfg.steps // 4), 'log.progress': dcfg.progress,
+          # one GAE λ for all three: the sentence reward must reach the first token
+          'ppo.gae_lambda': 0.95, **METHODS[method]}
+    if dcfg.quick:
+        kw.update({'model.quick': True, 'steps': 2, 'log.save_every': 2, 'log.samples_every': 1, 'rollout.batch': 16,
+                   'ppo.minibatch_size': 8, 'ppo.epochs': 1, 'rollout.max_new_tokens': 24})
+    return config_from_flat(kw)
 
 # %% ../nbs/13a_demo.ipynb
-_IGNORED_FIELDS = ('progress', 'out', 'pretrained', 'calibration')  # no effect on the result, or fixed by where the run lives
+# no effect on the result, or fixed by where the run lives
+_IGNORED_FIELDS = ('log.progress', 'out', 'model.pretrained', 'verifier.calibration')
 
 def _set_aside_if_stale(cfg) -> Path|None:
-    "Move `cfg.out` to `OUT.old-N` when its `config.yaml` differs from `cfg` (paths and `progress` aside); returns the new place, if moved."
-    from fisao.trainer import load_config
+    """Move `cfg.out` to `OUT.old-N` when its `config.yaml` differs from `cfg` (paths and `progress` aside);
+    returns the new place, if moved."""
+    from fisao.config import config_flat
+    from fisao.trainconfig import load_config
     out = Path(cfg.out)
     if not (out / 'config.yaml').exists(): return None
-    try: old = load_config(out / 'config.yaml').to_dict()
+    try: old = config_flat(load_config(out / 'config.yaml'))
     except FisaoError: old = {}
-    new = cfg.to_dict()
+    new = config_flat(cfg)
     diff = sorted(k for k in new if k not in _IGNORED_FIELDS and old.get(k) != new[k])
     if not diff: return None
     n = 1
     while out.with_name(f'{out.name}.old-{n}').exists(): n += 1
     dest = out.rename(out.with_name(f'{out.name}.old-{n}'))
-    print(f"  {out} was trained with other settings ({', '.join(diff[:4])}{' …' if len(diff) > 4 else ''}): moved to {dest}, training again")
+    print(f"  {out} was trained with other settings ({', '.join(diff[:4])}{' …' if len(diff) > 4 else ''}): "
+          f"moved to {dest}, training again")
     return dest
 
 # %% ../nbs/13a_demo.ipynb
 def pope_from_descriptions(questions, descriptions:dict, chair) -> tuple:
-    "POPE answers `[{question_id, text}]` read from `descriptions` (`{image file name: caption}`): 'Yes' iff the caption mentions the object."
+    """POPE answers `[{question_id, text}]` read from `descriptions` (`{image file name: caption}`):
+    'Yes' iff the caption mentions the object."""
     from fisao.eval import pope_object
     s2o = chair.vocab.synonym_to_object
     mentioned = {img: {m.object for m in chair.mentions(cap)} for img, cap in descriptions.items()}
@@ -96,48 +107,66 @@ def pope_from_descriptions(questions, descriptions:dict, chair) -> tuple:
     return answers
 
 # %% ../nbs/13a_demo.ipynb
-def evaluate_policy(model_dir, adapter, world, chair, pope_sets:dict, eval_images:int, seed:int=0, max_new_tokens:int=40,
-                    instruction:str='Describe the image.', progress:bool=True) -> dict:
+def evaluate_policy(model_dir, adapter, world, chair, pope_sets:dict, eval_images:int, seed:int=0,
+                    max_new_tokens:int=40, instruction:str='Describe the image.', progress:bool=True) -> dict:
     "CHAIR (held-out) and description-read POPE of the policy `model_dir` (+ `adapter`): one row of the demo table."
-    from fisao.eval import chair_run, generate_texts, load_policy, pope_metrics
     from fisao.data import load_image
+    from fisao.eval import chair_run, pope_metrics
+    from fisao.models import generate_texts, load_policy
     from fisao.shapeworld import world_paths
     P = world_paths(world, 'val')
     model, processor, kind = load_policy(model_dir, adapter)
-    res, per = chair_run(model, processor, kind, P['instances'], P['images'], chair, n_images=eval_images, seed=seed, prompt=instruction,
-                         max_new_tokens=max_new_tokens, batch_size=100, progress=progress)
+    res, per = chair_run(model, processor, kind, P['instances'], P['images'], chair, n_images=eval_images, seed=seed,
+                         prompt=instruction, max_new_tokens=max_new_tokens, batch_size=100, progress=progress)
     files = sorted({q['image'] for qs in pope_sets.values() for q in qs})
-    caps = generate_texts(model, processor, kind, [load_image(Path(P['images']) / f) for f in files], [instruction] * len(files),
-                          max_new_tokens=max_new_tokens, batch_size=100, progress=progress, desc='POPE descriptions')
+    caps = generate_texts(model, processor, kind, [load_image(Path(P['images']) / f) for f in files],
+                          [instruction] * len(files), max_new_tokens=max_new_tokens, batch_size=100,
+                          progress=progress, desc='POPE descriptions')
     desc = dict(zip(files, caps))
-    pope = {s: pope_metrics(qs, pope_from_descriptions(qs, desc, chair), parser='official') for s, qs in pope_sets.items()}
+    pope = {s: pope_metrics(qs, pope_from_descriptions(qs, desc, chair), parser='official')
+            for s, qs in pope_sets.items()}
     for r in pope.values(): r['answer_mode'] = 'description'
     row = {k: res[k] for k in ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption', 'n_captions', 'n_mentions')}
-    row.update(pope_f1=sum(r['f1'] for r in pope.values()) / len(pope), pope=pope, adapter=str(adapter) if adapter else None)
+    row.update(pope_f1=sum(r['f1'] for r in pope.values()) / len(pope), pope=pope,
+               adapter=str(adapter) if adapter else None)
     return row, per
 
 # %% ../nbs/13a_demo.ipynb
+def _evaluate_all(dcfg:DemoConfig, out:Path, runs:dict) -> tuple:
+    "Held-out CHAIR and POPE of the SFT policy and of each trained adapter in `runs`: `(methods, n_eval, n_pope)`."
+    from fisao.chair import Chair, ChairVocab
+    from fisao.eval import build_pope
+    world = out / 'pretrain' / 'world'
+    chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
+    n_pope = 10 if dcfg.quick else dcfg.pope_images
+    inst = world / 'annotations' / 'instances_val.json'
+    pope_sets = {s: build_pope(inst, n_images=n_pope, split=s, seed=dcfg.seed)
+                 for s in ('random', 'popular', 'adversarial')}
+    n_eval = 40 if dcfg.quick else dcfg.eval_images
+    methods, per_caption = {}, {}
+    for name, adapter in [('sft', None)] + list(runs.items()):
+        methods[name], per_caption[name] = evaluate_policy(out / 'pretrain' / 'llava', adapter, world, chair, pope_sets,
+                                                           n_eval, dcfg.seed, max_new_tokens=24 if dcfg.quick else 40,
+                                                           progress=dcfg.progress)
+    return methods, n_eval, n_pope
+
 def run_demo(dcfg:DemoConfig) -> dict:
     "Run the ShapeWorld demo (`fisao demo`); returns and writes `OUT/results.json`, writes `OUT/report.html`."
-    from fisao.chair import Chair, ChairVocab
-    from fisao.cli import build_parser, cmd_calibrate, shapeworld_models
-    from fisao.eval import build_pope
     from fisao.trainer import FiSAOTrainer, list_checkpoints
     from fisao.viz import report
+    from fisao.workspace import run_calibration, shapeworld_models
     out, timings, t_all = Path(dcfg.out), {}, time.perf_counter()
     def stage(name, t0): timings[name] = time.perf_counter() - t0; return timings[name]
     t0 = time.perf_counter()
     meta = shapeworld_models(out / 'pretrain', dcfg.quick, progress=dcfg.progress)
-    print(f"[1/5 pretrain]  tiny CLIP + tiny LLaVA {'reused from the cache' if meta['cached'] else 'trained'} in {out / 'pretrain'} ({stage('pretrain', t0):.0f} s)")
+    print(f"[1/5 pretrain]  tiny CLIP + tiny LLaVA {'reused from the cache' if meta['cached'] else 'trained'} "
+          f"in {out / 'pretrain'} ({stage('pretrain', t0):.0f} s)")
     t0 = time.perf_counter()
     if not (out / 'calibration.json').exists():
-        import contextlib, io
-        with contextlib.redirect_stdout(io.StringIO()):
-            cmd_calibrate(build_parser().parse_args(['calibrate', '--pretrained', str(out / 'pretrain'), '--out', str(out / 'calibration.json'), '--quiet']
-                                                    + (['--quick'] if dcfg.quick else [])))
+        run_calibration(out / 'calibration.json', pretrained=out / 'pretrain', quick=dcfg.quick, progress=False)
     cal = read_json(out / 'calibration.json')
-    print(f"[2/5 calibrate] b_c {cal['b_c']:.3f}  b_h {cal['b_h']:.3f}  AUROC {cal['auroc']:.3f} on {cal['n_correct']} correct / "
-          f"{cal['n_hallucinated']} hallucinated mentions ({stage('calibrate', t0):.0f} s)")
+    print(f"[2/5 calibrate] b_c {cal['b_c']:.3f}  b_h {cal['b_h']:.3f}  AUROC {cal['auroc']:.3f} on {cal['n_correct']} "
+          f"correct / {cal['n_hallucinated']} hallucinated mentions ({stage('calibrate', t0):.0f} s)")
     runs = {}
     for k, m in enumerate(dcfg.method_list, 1):
         t0 = time.perf_counter()
@@ -146,25 +175,21 @@ def run_demo(dcfg:DemoConfig) -> dict:
         done = (Path(cfg.out) / 'summary.json').exists() and list_checkpoints(cfg.out)
         if not done: FiSAOTrainer(cfg, resume=bool(list_checkpoints(cfg.out))).train()
         runs[m] = list_checkpoints(cfg.out)[-1] / 'adapter'
-        print(f"[3/5 train {k}/{len(dcfg.method_list)}] {m}: {cfg.steps} PPO steps, reward {cfg.reward_reading}/{cfg.reward_source} "
-              f"{'(reused)' if done else ''} ({stage('train_' + m, t0):.0f} s)")
+        print(f"[3/5 train {k}/{len(dcfg.method_list)}] {m}: {cfg.steps} PPO steps, "
+              f"reward {cfg.reward.reading}/{cfg.reward.source} {'(reused)' if done else ''} "
+              f"({stage('train_' + m, t0):.0f} s)")
     t0 = time.perf_counter()
-    world = out / 'pretrain' / 'world'
-    chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
-    n_pope = 10 if dcfg.quick else dcfg.pope_images
-    inst = world / 'annotations' / 'instances_val.json'
-    pope_sets = {s: build_pope(inst, n_images=n_pope, split=s, seed=dcfg.seed) for s in ('random', 'popular', 'adversarial')}
-    n_eval = 40 if dcfg.quick else dcfg.eval_images
-    methods, per_caption = {}, {}
-    for name, adapter in [('sft', None)] + list(runs.items()):
-        methods[name], per_caption[name] = evaluate_policy(out / 'pretrain' / 'llava', adapter, world, chair, pope_sets, n_eval, dcfg.seed,
-                                                           max_new_tokens=24 if dcfg.quick else 40, progress=dcfg.progress)
-    print(f"[4/5 evaluate]  held-out CHAIR on {n_eval} images, POPE on {n_pope} images × 3 splits, {len(methods)} policies ({stage('evaluate', t0):.0f} s)")
+    methods, n_eval, n_pope = _evaluate_all(dcfg, out, runs)
+    print(f"[4/5 evaluate]  held-out CHAIR on {n_eval} images, POPE on {n_pope} images × 3 splits, "
+          f"{len(methods)} policies ({stage('evaluate', t0):.0f} s)")
     timings['total'] = time.perf_counter() - t_all
     res = {'methods': methods, 'timings': timings, 'quick': dcfg.quick, 'config': vars(dcfg).copy(),
-           'calibration': {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'vision_weights_match')},
-           'protocol': {'chair': f'ShapeWorld val, {n_eval} images (seed {dcfg.seed}), greedy, max_new_tokens {24 if dcfg.quick else 40}, the world instruction',
-                        'pope': f'{n_pope} val images × 6 questions per split; answers read from the policy\'s description (answer_mode "description")'},
+           'calibration': {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template',
+                                               'vision_weights_match')},
+           'protocol': {'chair': f'ShapeWorld val, {n_eval} images (seed {dcfg.seed}), greedy, '
+                                 f'max_new_tokens {24 if dcfg.quick else 40}, the world instruction',
+                        'pope': f'{n_pope} val images × 6 questions per split; answers read from the '
+                                'policy\'s description (answer_mode "description")'},
            'sft_pretrain': {k: meta[k] for k in ('sft_val_chair_i', 'sft_val_recall', 'verifier_auroc_mentions')}}
     write_json(out / 'results.json', res)
     t0 = time.perf_counter()
@@ -178,7 +203,8 @@ def print_table(res:dict) -> None:
     "The demo's at-a-glance table (×100 for rates) and the timings."
     print(f"\n{'':<28}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>6}{'Dup':>6}{'POPE F1':>9}")
     for name, r in res['methods'].items():
-        print(f"{LABELS.get(name, name):<28}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}{100 * r['recall']:8.1f}{r['len']:6.1f}"
-              f"{r['dup_per_caption']:6.2f}{100 * r['pope_f1']:9.1f}")
-    print("(held-out ShapeWorld val; POPE F1 = mean of random/popular/adversarial, answers read from each policy's description)")
+        print(f"{LABELS.get(name, name):<28}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}"
+              f"{100 * r['recall']:8.1f}{r['len']:6.1f}{r['dup_per_caption']:6.2f}{100 * r['pope_f1']:9.1f}")
+    print("(held-out ShapeWorld val; POPE F1 = mean of random/popular/adversarial, answers read from each "
+          "policy's description)")
     print('timings: ' + ', '.join(f"{k} {v:.0f}s" for k, v in res['timings'].items()))

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 SIDES = ('base', 'fisao')
-SKIP = {'seed', 'n_images', 'n_mentions', 'n_questions', 'n_missing', 'n_skipped', 'n_other', 'n', 'n_yes', 'n_unparsed', 'step',
-        'tp', 'fp', 'tn', 'fn'}
+SKIP = {'seed', 'n_images', 'n_mentions', 'n_questions', 'n_missing', 'n_skipped', 'n_other', 'n', 'n_yes',
+        'n_unparsed', 'step', 'tp', 'fp', 'tn', 'fn'}
 
 
 def numbers(d: dict, prefix: str = '') -> dict:
@@ -52,7 +52,8 @@ def main(argv=None) -> int:
                 print(f'{p}: not a result file ({e})', file=sys.stderr)
         for k in sorted({k for v in sides.values() for k in v}):
             b, f = (sides.get(s, {}).get(k) for s in SIDES)
-            table[f'{Path(name).stem}:{k}'] = {'base': b, 'fisao': f, 'delta': None if b is None or f is None else f - b}
+            table[f'{Path(name).stem}:{k}'] = {'base': b, 'fisao': f,
+                                               'delta': None if b is None or f is None else f - b}
     fmt = lambda v: f'{v:12.4f}' if v is not None else f"{'-':>12}"
     width = max(map(len, table)) + 2
     print(f"{'metric':<{width}}{'base':>12}{'fisao':>12}{'delta':>12}")

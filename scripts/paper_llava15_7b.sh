@@ -11,7 +11,7 @@
 #   MODEL [$MODELS/llava-1.5-7b-hf]  CLIP [$MODELS/clip-vit-large-patch14-336]  COCO [$DATA/coco]
 #   LLAVA_INSTRUCT [$DATA/llava_instruct_150k.json]  POPE_DIR [$DATA/pope]  BENCH [$DATA/benchmarks]
 #   CAL_IMAGES [5000]  EVAL_IMAGES [500]  CONFIG [configs/llava15_7b.yaml]  ACCEL_CONFIG [configs/accelerate/4xa100.yaml]
-#   CAL_ARGS, TRAIN_ARGS, EVAL_ARGS: extra flags of fisao calibrate / train / each eval (e.g. TRAIN_ARGS="--reward_source oracle")
+#   CAL_ARGS, TRAIN_ARGS, EVAL_ARGS: extra flags of fisao calibrate / train / each eval (e.g. TRAIN_ARGS="--reward.source oracle")
 #   FISAO [fisao]  ACCELERATE [accelerate]  PYTHON [python3]: the commands
 #
 # Expected layout (README, "Paper run (4×A100)"):

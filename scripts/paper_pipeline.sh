@@ -83,7 +83,7 @@ optional() {  # optional KIND PATH WHAT IF-ABSENT
 say "== [layout] checking the models and data"
 need file "$MODEL/config.json" "$MODEL_WHAT"
 need file "$CLIP/config.json" "$CLIP_WHAT"
-need file "$CONFIG" "the training config (fisao.trainer.write_preset('$PRESET'))"
+need file "$CONFIG" "the training config (fisao.presets.write_preset('$PRESET'))"
 need file "$ACCEL_CONFIG" "the accelerate config"
 need file "$LLAVA_INSTRUCT" "LLaVA-Instruct-150k: llava_instruct_150k.json of liuhaotian/LLaVA-Instruct-150K"
 need dir "$COCO/train2017" "COCO train2017 images: the images of the LLaVA-Instruct prompts"
@@ -120,21 +120,21 @@ fi
 
 # ---- 2. train
 # one epoch over n_prompts at rollout_batch prompts per process and NPROC processes (125 steps on 4 GPUs)
-cfg_value() { awk -F'[: ]+' -v k="$1" '$1 == k {print $2; exit}' "$CONFIG" 2> /dev/null || true; }
-N_PROMPTS=$(cfg_value n_prompts); ROLLOUT_BATCH=$(cfg_value rollout_batch)
+cfg_value() { awk -F'[: ]+' -v k="$1" '{sub(/^ +/, "")} $1 == k {print $2; exit}' "$CONFIG" 2> /dev/null || true; }  # a leaf of the nested YAML
+N_PROMPTS=$(cfg_value n_prompts); ROLLOUT_BATCH=$(cfg_value batch)
 for (( i = 0; i + 1 < ${#TRAIN_EXTRA[@]}; i++ )); do  # TRAIN_ARGS may change them (a later --steps there still wins)
   case ${TRAIN_EXTRA[i]} in
-    --n_prompts|--n-prompts) N_PROMPTS=${TRAIN_EXTRA[i+1]} ;;
-    --rollout_batch|--rollout-batch) ROLLOUT_BATCH=${TRAIN_EXTRA[i+1]} ;;
+    --data.n-prompts|--data.n_prompts) N_PROMPTS=${TRAIN_EXTRA[i+1]} ;;
+    --rollout.batch) ROLLOUT_BATCH=${TRAIN_EXTRA[i+1]} ;;
   esac
 done
 STEPS=$(( ${N_PROMPTS:-8000} / (${ROLLOUT_BATCH:-16} * NPROC) )); (( STEPS >= 1 )) || STEPS=1
-TRAIN_FLAGS=(--config "$CONFIG" --out "$RUN" --calibration "$RUN/calibration.json" --model "$MODEL" --clip "$CLIP"
-             --prompts "$LLAVA_INSTRUCT" --image_dir "$COCO/train2017" --eval_instances "$INST_VAL" --eval_image_dir "$COCO/val2014"
-             --steps "$STEPS")
-[[ -f $INST_TRAIN2017 ]] && TRAIN_FLAGS+=(--instances "$INST_TRAIN2017")
+TRAIN_FLAGS=(--config "$CONFIG" --out "$RUN" --verifier.calibration "$RUN/calibration.json" --model.path "$MODEL" --model.clip "$CLIP"
+             --data.prompts "$LLAVA_INSTRUCT" --data.image-dir "$COCO/train2017" --eval.instances "$INST_VAL"
+             --eval.image-dir "$COCO/val2014" --steps "$STEPS")
+[[ -f $INST_TRAIN2017 ]] && TRAIN_FLAGS+=(--data.instances "$INST_TRAIN2017")
 TRAIN_FLAGS+=("${TRAIN_EXTRA[@]}")
-LAUNCH=("$ACCELERATE" launch --config_file "$ACCEL_CONFIG" --num_processes "$NPROC" -m fisao.cli)
+LAUNCH=("$ACCELERATE" launch --config_file "$ACCEL_CONFIG" --num_processes "$NPROC" -m fisao)
 if stage train "$RUN/summary.json"; then
   say "resolved config (the YAML with the flags on top; saved as $RUN/config.yaml by the run):"
   # harmless in a dry run too: it only reads the YAML
@@ -161,7 +161,7 @@ for target in fisao base; do
       fi
     done
   elif stage "eval pope (built from instances_val2014), $target" "$OUT/pope.json"; then
-    run "${LAUNCH[@]}" eval pope "${EV[@]}" --instances "$INST_VAL" --images "$COCO/val2014" --splits "${POPE_SPLITS[@]}" \
+    run "${LAUNCH[@]}" eval pope "${EV[@]}" --instances "$INST_VAL" --images "$COCO/val2014" --pope-splits "${POPE_SPLITS[@]}" \
         --n-images "$EVAL_IMAGES" --seed 0 --out "$OUT/pope.json"
   fi
   if stage "eval captions, $target" "$OUT/captions.json"; then

@@ -4,8 +4,9 @@ import sys
 
 
 def fisao(*args, check=True, cwd=None):
-    "Run `python -m fisao.cli ARGS`; with `check`, a non-zero exit fails the test with the command's output."
-    r = subprocess.run([sys.executable, '-m', 'fisao.cli', *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    "Run `python -m fisao ARGS` (the `fisao` command); with `check`, a non-zero exit fails the test with its output."
+    r = subprocess.run([sys.executable, '-m', 'fisao', *map(str, args)], capture_output=True, text=True, cwd=cwd)
     if check and r.returncode != 0:
-        raise AssertionError(f"fisao {' '.join(map(str, args))} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        raise AssertionError(f"fisao {' '.join(map(str, args))} exited {r.returncode}\n"
+                             f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r

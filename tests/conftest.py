@@ -30,6 +30,7 @@ os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 _NETBLOCK = Path(__file__).resolve().parent / 'netblock'
 os.environ['PYTHONPATH'] = os.pathsep.join([str(_NETBLOCK), *filter(None, [os.environ.get('PYTHONPATH')])])
 import importlib.util as _ilu  # noqa: E402
+
 _spec = _ilu.spec_from_file_location('fisao_test_netblock', _NETBLOCK / 'sitecustomize.py')
 _spec.loader.exec_module(_ilu.module_from_spec(_spec))  # patches socket unless FISAO_TEST_ALLOW_NETWORK=1
 
@@ -121,7 +122,8 @@ def split_directives(source: str):
     lines = source.splitlines()
     first_code = next((i for i, l in enumerate(lines)
                        if l.strip() and not DIRECTIVE_RE.match(l) and not CELL_MAGIC_RE.match(l)), len(lines))
-    leading = [Directive(i + 1, l, *parse_directive(l)) for i, l in enumerate(lines[:first_code]) if DIRECTIVE_RE.match(l)]
+    leading = [Directive(i + 1, l, *parse_directive(l)) for i, l in enumerate(lines[:first_code])
+               if DIRECTIVE_RE.match(l)]
     late = [(i + 1, l) for i, l in enumerate(lines) if i >= first_code and DIRECTIVE_RE.match(l)]
     return leading, late
 
@@ -201,7 +203,8 @@ def nb(nb_path) -> dict:
 
 @pytest.fixture(scope='session')
 def quick_pretrained(tmp_path_factory):
-    "`fisao pretrain --quick` output directory (clip/, llava/, world/, pretrain.json), shared by every test that needs models."
+    """`fisao pretrain --quick` output directory (clip/, llava/, world/, pretrain.json), shared by every test that
+    needs models."""
     from cli_helper import fisao
     out = tmp_path_factory.mktemp('quick_models') / 'pretrain'
     fisao('pretrain', '--quick', '--out', out, '--quiet')

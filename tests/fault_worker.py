@@ -1,7 +1,8 @@
-"""`fisao train` with a fault injected, for tests/test_faults.py: `python fault_worker.py kill-in-write STEP -- TRAIN ARGS…`.
+"""`fisao train` with a fault injected, for tests/test_faults.py:
+`python fault_worker.py kill-in-write STEP -- TRAIN ARGS…`.
 
-kill-in-write: while checkpoint STEP is being written (half of its optimizer.pt on disk), the process SIGKILLs itself —
-what a node failure or the OOM killer does mid-write."""
+kill-in-write: while checkpoint STEP is being written (half of its optimizer.pt on disk), the process SIGKILLs
+itself — what a node failure or the OOM killer does mid-write."""
 import os
 import signal
 import sys

@@ -1,14 +1,17 @@
 """Worker for `tests/test_ppo_distributed.py`: `ppo_update` on one fixed 8-row rollout of a tiny random LLaVA.
 
-    python tests/ppo_dist_worker.py single OUT      # builds the policy + rollout, saves them, runs the 1-process references
-    accelerate launch --cpu --num_processes 2 tests/ppo_dist_worker.py dist OUT   # the same updates on 2 processes (DDP)
+    python tests/ppo_dist_worker.py single OUT
+        # builds the policy + rollout, saves them, runs the 1-process references
+    accelerate launch --cpu --num_processes 2 tests/ppo_dist_worker.py dist OUT
+        # the same updates on 2 processes (DDP)
 
 Two settings (see "Minibatches across processes" in nbs/09_ppo.ipynb):
 - `plain`: `shuffle=False`. Process r holds rows r, r+W, ... (strided shard), `minibatch_size` 2 per process; the
   reference is one process over all 8 rows with `minibatch_size` 4 — the same global minibatches.
-- `shuffled`: `shuffle=True`, `grad_accum=2` (DDP `no_sync` on the first micro-batch). Each process permutes its own rows
-  with `Generator().manual_seed(seed + epoch)`; the reference emulates that scheme in one process: one `ppo_update` call
-  per epoch (`seed + epoch`, `ppo_epochs=1`) on the rows re-ordered into the global minibatches.
+- `shuffled`: `shuffle=True`, `grad_accum=2` (DDP `no_sync` on the first micro-batch). Each process permutes its own
+  rows with `Generator().manual_seed(seed + epoch)`; the reference emulates that scheme in one process: one
+  `ppo_update` call per epoch (`seed + epoch`, `PPOConfig(epochs=1)`) on the rows re-ordered into the global
+  minibatches.
 SGD, not Adam: the comparison measures the gradient arithmetic; Adam would blow round-off in near-zero gradients up to
 full `lr`-sized steps. Outputs: `OUT/{single,dist}_{setting}.pt` = {'params': trainable parameters, 'stats': ...}.
 """
@@ -21,23 +24,38 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 warnings.filterwarnings('ignore')
 
-import numpy as np
-import torch
-from PIL import Image
-from transformers import LlavaForConditionalGeneration
-from transformers.utils import logging as hf_logging
+# The imports below come after the settings above: the Hub reads HF_HUB_OFFLINE when transformers is imported.
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import LlavaForConditionalGeneration  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
 
-from fisao.models import (PolicyWithValue, build_inputs, build_llava_processor, build_word_tokenizer, lora_config,
-                          tiny_llava_config)
-from fisao.ppo import Rollout, compute_advantages, compute_rewards, minibatch_indices, ppo_update, score_rollout
+from fisao.models import (  # noqa: E402
+    PolicyWithValue,
+    build_inputs,
+    build_llava_processor,
+    build_word_tokenizer,
+    lora_config,
+    tiny_llava_config,
+)
+from fisao.ppo import (  # noqa: E402
+    PPOConfig,
+    Rollout,
+    compute_advantages,
+    compute_rewards,
+    minibatch_indices,
+    ppo_update,
+    score_rollout,
+)
 
 torch.set_num_threads(1)
 hf_logging.set_verbosity_error()
 
 SEED, N_ROWS, WORLD, T, EPOCHS, LR = 0, 8, 2, 6, 3, 0.5
 SETTINGS = {'plain': dict(shuffle=False, grad_accum=1), 'shuffled': dict(shuffle=True, grad_accum=2)}
-UPDATE_KW = dict(ppo_epochs=EPOCHS, clip_eps=0.2, clip_range_value=0.2, vf_coef=0.1, ent_coef=0.01, max_grad_norm=1.0,
-                 norm_adv=True, seed=SEED)
+PPO_KW = dict(epochs=EPOCHS, clip_eps=0.2, clip_range_value=0.2, vf_coef=0.1, ent_coef=0.01, max_grad_norm=1.0,
+              norm_adv=True)
 WORDS = ['describe the image', 'what is in the picture', 'a red circle and a blue square', 'green triangle']
 
 
@@ -47,7 +65,8 @@ def build_policy():
     torch.manual_seed(SEED)
     cfg = tiny_llava_config(len(tok))
     cfg.text_config.initializer_range = 0.1
-    policy = PolicyWithValue.from_base(LlavaForConditionalGeneration(cfg).eval(), 'llava', lora_config('llava', r=4, alpha=8, dropout=0.0))
+    policy = PolicyWithValue.from_base(LlavaForConditionalGeneration(cfg).eval(), 'llava',
+                                       lora_config('llava', r=4, alpha=8, dropout=0.0))
     g = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for n, p in policy.named_parameters():
@@ -69,12 +88,13 @@ def build_rollout(tok, policy):
     response_mask = (torch.arange(T)[None] < lengths[:, None]).long()         # (B, T)
     eos_at = (torch.arange(T)[None] == lengths[:, None] - 1) & ~truncated[:, None]
     response = response.masked_fill(eos_at, tok.eos_token_id).masked_fill(response_mask == 0, tok.pad_token_id)
-    rollout = Rollout(torch.cat([inputs['input_ids'], response], 1), torch.cat([inputs['attention_mask'], response_mask], 1),
+    rollout = Rollout(torch.cat([inputs['input_ids'], response], 1),
+                      torch.cat([inputs['attention_mask'], response_mask], 1),
                       inputs['pixel_values'], response_mask, truncated)
     score_rollout(policy, rollout, batch_size=4)
     rollout.scores = torch.randn(N_ROWS, T, generator=g) * response_mask
-    rollout.rewards, _ = compute_rewards(rollout.scores, rollout.logprobs, rollout.ref_logprobs, response_mask, kl_coef=0.05,
-                                         missing_eos_penalty=1.0, truncated=truncated)
+    rollout.rewards, _ = compute_rewards(rollout.scores, rollout.logprobs, rollout.ref_logprobs, response_mask,
+                                         kl_coef=0.05, missing_eos_penalty=1.0, truncated=truncated)
     rollout.advantages, rollout.returns = compute_advantages(rollout.values, rollout.rewards, response_mask)
     return rollout
 
@@ -95,13 +115,14 @@ def single(out: Path):
     tok, policy = build_policy()
     rollout = build_rollout(tok, policy)
     torch.save(policy.state_dict(), out / 'start_policy.pt')
-    torch.save({f: getattr(rollout, f) for f in ('input_ids', 'attention_mask', 'pixel_values', 'response_mask', 'truncated',
-                                                  'logprobs', 'ref_logprobs', 'values', 'scores', 'rewards', 'advantages', 'returns')},
+    torch.save({f: getattr(rollout, f) for f in ('input_ids', 'attention_mask', 'pixel_values', 'response_mask',
+                                                  'truncated', 'logprobs', 'ref_logprobs', 'values', 'scores',
+                                                  'rewards', 'advantages', 'returns')},
                out / 'rollout.pt')
     # plain: the global minibatches of WORLD strided shards without shuffling = this process's minibatches of 4 rows
     policy, rollout = load_start(out)
     opt = torch.optim.SGD(policy.trainable_parameters(), lr=LR)
-    stats = ppo_update(policy, opt, rollout, minibatch_size=2 * WORLD, shuffle=False, grad_accum=1, **UPDATE_KW)
+    stats = ppo_update(policy, opt, rollout, PPOConfig(minibatch_size=2 * WORLD, **PPO_KW), shuffle=False, seed=SEED)
     torch.save({'params': trainable(policy), 'stats': stats}, out / 'single_plain.pt')
     # shuffled: one epoch per call, rows re-ordered into the global minibatches of the distributed scheme
     policy, rollout = load_start(out)
@@ -110,8 +131,8 @@ def single(out: Path):
     for epoch in range(EPOCHS):
         local_mbs = minibatch_indices(n_local, 2, epoch, SEED, shuffle=True)  # the same on every process
         order = torch.cat([torch.stack([WORLD * mb + r for r in range(WORLD)], 1).flatten() for mb in local_mbs])
-        kw = {**UPDATE_KW, 'ppo_epochs': 1, 'seed': SEED + epoch}
-        ppo_update(policy, opt, rollout.index(order), minibatch_size=2 * WORLD, shuffle=False, grad_accum=1, **kw)
+        cfg = PPOConfig(minibatch_size=2 * WORLD, **{**PPO_KW, 'epochs': 1})
+        ppo_update(policy, opt, rollout.index(order), cfg, shuffle=False, seed=SEED + epoch)
     torch.save({'params': trainable(policy), 'stats': {}}, out / 'single_shuffled.pt')
 
 
@@ -125,7 +146,8 @@ def dist(out: Path):
         shard = rollout.index(slice(rank, None, WORLD)).to(accelerator.device)  # rows rank, rank + W, ...
         opt = torch.optim.SGD(policy.trainable_parameters(), lr=LR)
         policy, opt = accelerator.prepare(policy, opt)
-        stats = ppo_update(policy, opt, shard, minibatch_size=2, accelerator=accelerator, **setting, **UPDATE_KW)
+        cfg = PPOConfig(minibatch_size=2, grad_accum=setting['grad_accum'], **PPO_KW)
+        stats = ppo_update(policy, opt, shard, cfg, accelerator=accelerator, shuffle=setting['shuffle'], seed=SEED)
         if accelerator.is_main_process:
             torch.save({'params': trainable(accelerator.unwrap_model(policy)), 'stats': stats}, out / f'dist_{name}.pt')
         accelerator.wait_for_everyone()

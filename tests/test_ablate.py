@@ -1,5 +1,5 @@
-"""`fisao ablate` end to end on the quick models: the grid runs, the table has mean ± std over seeds, the plot and CSV are
-written, a YAML config is read (flags on top), and a second invocation reuses every finished run (resumable).
+"""`fisao ablate` end to end on the quick models: the grid runs, the table has mean ± std over seeds, the plot and CSV
+are written, a YAML config is read (flags on top), and a second invocation reuses every finished run (resumable).
 The ablation's result on the real tiny models is in benchmarks/RESULTS.md (quick models show no effect)."""
 import json
 
@@ -8,12 +8,14 @@ from cli_helper import fisao
 
 def test_ablate_grid_table_and_resume(quick_pretrained, tmp_path):
     out = tmp_path / 'ab'
-    (tmp_path / 'ab.yaml').write_text(f'methods: ppo_token,dpo\nrewards: verifier\nseeds: 0,1\nvariants: threshold\nout: {out}\n')
+    (tmp_path / 'ab.yaml').write_text('methods: ppo_token,dpo\nrewards: verifier\nseeds: 0,1\nvariants: threshold\n'
+                                      f'out: {out}\n')
     args = ['ablate', '--config', tmp_path / 'ab.yaml', '--quick', '--pretrained', quick_pretrained, '--quiet']
-    r = fisao(*args)
+    fisao(*args)
     rows = [json.loads(l) for l in (out / 'results.jsonl').read_text().splitlines()]
-    assert [(x['cell'], x['seed']) for x in rows] == [('sft', 0), ('ppo_token-verifier', 0), ('ppo_token-verifier', 1), ('dpo-verifier', 0),
-                                                     ('dpo-verifier', 1), ('ppo_token-verifier-threshold', 0), ('ppo_token-verifier-threshold', 1)]
+    assert [(x['cell'], x['seed']) for x in rows] == [
+        ('sft', 0), ('ppo_token-verifier', 0), ('ppo_token-verifier', 1), ('dpo-verifier', 0), ('dpo-verifier', 1),
+        ('ppo_token-verifier-threshold', 0), ('ppo_token-verifier-threshold', 1)]
     table = (out / 'table.md').read_text()
     assert '| ppo_token-verifier | 2 |' in table and '| dpo-verifier | 2 |' in table and ' ± ' in table
     assert (out / 'ablation.png').stat().st_size > 10_000 and len((out / 'table.csv').read_text().splitlines()) == 8

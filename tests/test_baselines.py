@@ -4,17 +4,17 @@ and a summary with held-out CHAIR before/after."""
 import json
 from pathlib import Path
 
-import pytest
-
-SUMMARY_KEYS = {'method', 'steps', 'train_time_s', 'adapter', 'model', 'reward', 'calibration', 'before', 'after', 'budget', 'train'}
+SUMMARY_KEYS = {'method', 'steps', 'train_time_s', 'adapter', 'model', 'reward', 'calibration', 'before', 'after',
+                'budget', 'train'}
 EVAL_KEYS = {'eval/chair_s', 'eval/chair_i', 'eval/recall', 'eval/len', 'eval/dup_per_caption'}
 
 
 def _cfg(out, pretrained, **kw):
-    from fisao.trainer import TrainConfig
-    base = dict(out=str(out), pretrained=str(pretrained), quick=True, steps=1, rollout_batch=8, minibatch_size=4, ppo_epochs=4,
-                max_new_tokens=12, eval_images=10, progress=False, tensorboard=False, device='cpu')
-    return TrainConfig(**{**base, **kw})
+    from fisao.trainconfig import config_from_flat
+    base = {'out': str(out), 'model.pretrained': str(pretrained), 'model.quick': True, 'steps': 1, 'rollout.batch': 8,
+            'ppo.minibatch_size': 4, 'ppo.epochs': 4, 'rollout.max_new_tokens': 12, 'eval.images': 10,
+            'log.progress': False, 'log.tensorboard': False, 'device': 'cpu'}
+    return config_from_flat({**base, **kw})
 
 
 def _check(summary, out, method):
@@ -25,7 +25,7 @@ def _check(summary, out, method):
     assert adapter == out / 'adapter'
     assert (adapter / 'adapter_config.json').is_file() and (adapter / 'adapter_model.safetensors').is_file()
     assert json.loads((out / 'summary.json').read_text())['method'] == method
-    from fisao.eval import load_policy
+    from fisao.models import load_policy
     model, _, kind = load_policy(summary['model'], adapter)  # what `fisao eval` does with an adapter directory
     assert kind == 'llava' and any('lora_' in n for n, _ in model.named_parameters())
 

@@ -1,7 +1,8 @@
 """The built-in COCO vocabulary maps every word exactly as the reference CHAIR code does (quirks included).
 
-The reference (LisaAnne/Hallucination utils/chair.py) reads data/synonyms.txt with `line.strip().split(', ')` and maps every
-entry to the first one of its line, later lines overriding earlier ones. The fixture is that file byte for byte."""
+The reference (LisaAnne/Hallucination utils/chair.py) reads data/synonyms.txt with `line.strip().split(', ')` and maps
+every entry to the first one of its line, later lines overriding earlier ones. The fixture is that file byte for
+byte."""
 from pathlib import Path
 
 from fisao.chair import Chair, ChairVocab, coco_double_word_rules, package_vocab_path

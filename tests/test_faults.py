@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_trainer import _adapter, _env, _train_cmd
 
-STEPS = ['--steps', '6', '--save_every', '2', '--eval_every', '0', '--samples_every', '0', '--tensorboard', 'false']
+STEPS = ['--steps', '6', '--log.save-every', '2', '--eval.every', '0', '--log.samples-every', '0',
+         '--no-log.tensorboard']
 
 
 @pytest.fixture(scope='module')
@@ -47,7 +47,7 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_one(quick_pretrained
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-2000:])
     ck = run / 'checkpoints'
     assert (ck / '.step-000004.tmp' / 'optimizer.pt').is_file()  # the half-written checkpoint is there …
-    from fisao.trainer import check_checkpoint, list_checkpoints
+    from fisao.rundir import check_checkpoint, list_checkpoints
     assert [c.name for c in list_checkpoints(run)] == ['step-000002']  # … but never taken for a checkpoint
     check_checkpoint(ck / 'step-000002', 1)  # the previous one is whole
     r = resume(quick_pretrained, run)
@@ -59,10 +59,13 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_one(quick_pretrained
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_finishes_the_step_and_checkpoints(quick_pretrained, reference, tmp_path, sig):
     run = tmp_path / 'run'
-    p = subprocess.Popen(_train_cmd(quick_pretrained, run, *STEPS), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    p = subprocess.Popen(_train_cmd(quick_pretrained, run, *STEPS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env())
     metrics, deadline = run / 'metrics.jsonl', time.time() + 300
     while time.time() < deadline and p.poll() is None:  # wait for step 1 to be logged, then ask the run to stop
-        if metrics.exists() and any(json.loads(l)['step'] >= 1 for l in metrics.read_text().splitlines() if l.strip()): break
+        if metrics.exists() and any(json.loads(l)['step'] >= 1
+                                    for l in metrics.read_text().splitlines() if l.strip()):
+            break
         time.sleep(0.05)
     assert p.poll() is None, 'the run ended before the signal: ' + p.stderr.read()[-2000:]
     p.send_signal(sig)
@@ -72,7 +75,7 @@ def test_stop_signal_finishes_the_step_and_checkpoints(quick_pretrained, referen
     assert f'{name} received' in err and f'stopped by {name} after step' in err and '--resume' in err
     stopped_at = int(err.split('after step ')[1].split('/')[0])
     assert 1 <= stopped_at < 6
-    from fisao.trainer import check_checkpoint, list_checkpoints
+    from fisao.rundir import check_checkpoint, list_checkpoints
     assert list_checkpoints(run)[-1].name == f'step-{stopped_at:06d}'  # a checkpoint of the step it finished
     check_checkpoint(list_checkpoints(run)[-1], 1)
     resume(quick_pretrained, run)
@@ -81,8 +84,11 @@ def test_stop_signal_finishes_the_step_and_checkpoints(quick_pretrained, referen
 
 def test_disk_full_during_checkpoint_loses_nothing(quick_pretrained, reference, tmp_path, monkeypatch):
     import torch
+
     from fisao.core import FisaoError
-    from fisao.trainer import FiSAOTrainer, check_checkpoint, list_checkpoints, load_config
+    from fisao.rundir import check_checkpoint, list_checkpoints
+    from fisao.trainconfig import load_config
+    from fisao.trainer import FiSAOTrainer
     torch.set_num_threads(1)
     run = tmp_path / 'run'
     cfg = load_config(None, _train_cmd(quick_pretrained, run, *STEPS)[4:])
@@ -92,10 +98,12 @@ def test_disk_full_during_checkpoint_loses_nothing(quick_pretrained, reference, 
             raise OSError(errno.ENOSPC, 'No space left on device', str(f))
         return real_save(obj, f, *a, **k)
     monkeypatch.setattr(torch, 'save', full_disk)
-    with pytest.raises(FisaoError, match=r'could not write checkpoint step 4 .*No space left on device.*last checkpoint: .*step-000002') as e:
+    with pytest.raises(FisaoError, match=r'could not write checkpoint step 4 .*No space left on device'
+                                         r'.*last checkpoint: .*step-000002') as e:
         FiSAOTrainer(cfg).train()
     assert '--resume' in str(e.value)
-    assert [c.name for c in list_checkpoints(run)] == ['step-000002'] and not (run / 'checkpoints' / '.step-000004.tmp').exists()
+    assert ([c.name for c in list_checkpoints(run)] == ['step-000002']
+            and not (run / 'checkpoints' / '.step-000004.tmp').exists())
     check_checkpoint(run / 'checkpoints' / 'step-000002', 1)
     rows = [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()]
     assert rows == [0, 1, 2, 3, 4]  # the lines already written are all there
@@ -105,7 +113,7 @@ def test_disk_full_during_checkpoint_loses_nothing(quick_pretrained, reference, 
 
 
 def test_cut_off_metrics_line_is_dropped_on_resume(tmp_path, caplog):
-    from fisao.trainer import MetricsLog, read_metrics
+    from fisao.rundir import MetricsLog, read_metrics
     (tmp_path / 'metrics.jsonl').write_text('{"step": 0, "a": 1}\n{"step": 1, "a": 2}\n{"step": 2, "a"')
     assert [r['step'] for r in read_metrics(tmp_path / 'metrics.jsonl')] == [0, 1]
     assert 'line 3: not valid JSON' in caplog.text

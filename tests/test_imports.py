@@ -59,7 +59,8 @@ def _probe(root, name):
         p = subprocess.run([sys.executable, '-c', _PROBE, name, TAG], cwd=root, env=_env(root),
                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
-        out = ''.join(x.decode(errors='replace') if isinstance(x, bytes) else x for x in (e.stdout or '', e.stderr or ''))
+        out = ''.join(x.decode(errors='replace') if isinstance(x, bytes) else x
+                      for x in (e.stdout or '', e.stderr or ''))
         return None, f'import did not finish within {SUBPROCESS_TIMEOUT_S} s (hang at import?)\n{out}'
     rep = next((json.loads(l[len(TAG):]) for l in p.stdout.splitlines() if l.startswith(TAG)), None)
     other = '\n'.join(l for l in p.stdout.splitlines() if not l.startswith(TAG))
@@ -86,7 +87,8 @@ def test_module_imports_cleanly(module_name, import_reports, repo_root, nbtools)
     print(f'{module_name}: imported in {rep["seconds"]:.2f} s (loaded: {", ".join(rep["heavy"]) or "nothing heavy"})')
     lib = nbtools.lib_dir(repo_root).resolve()
     _require(rep['file'] and lib in Path(rep['file']).resolve().parents, (
-        f'`import {module_name}` picked up {rep["file"]}, not the module in {lib} (stale install shadowing the checkout?)'))
+        f'`import {module_name}` picked up {rep["file"]}, not the module in {lib} '
+        '(stale install shadowing the checkout?)'))
     _require(not rep['cuda_initialized'], (
         f'`import {module_name}` initialised CUDA (torch.cuda.is_initialized() is True). Exported cells must only '
         f'define things: no .cuda()/.to("cuda")/torch.cuda.* calls at module level (STYLE rule 8).'))
@@ -97,7 +99,9 @@ def test_module_imports_cleanly(module_name, import_reports, repo_root, nbtools)
 
 def test_version_matches_settings(repo_root, settings):
     lib = settings.get('lib_name', 'fisao')
-    p = subprocess.run([sys.executable, '-c', f'import json, {lib} as m; print(json.dumps([getattr(m, "__version__", None), getattr(m, "__file__", None)]))'],
+    p = subprocess.run([sys.executable, '-c',
+                        f'import json, {lib} as m; '
+                        'print(json.dumps([getattr(m, "__version__", None), getattr(m, "__file__", None)]))'],
                        cwd=repo_root, env=_env(repo_root), capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     _require(p.returncode == 0, f'`import {lib}` failed:\n{_tail(p.stdout + p.stderr)}')
     version, file = json.loads(p.stdout.strip().splitlines()[-1])

@@ -99,7 +99,8 @@ def test_no_magics_in_export_cells(nb, name, nbtools):
 def test_first_cell_is_title(nb, name, nbtools):
     cells = nb.get('cells', [])
     i = 0  # an nbdev frontmatter raw cell (`---` YAML) may precede the title
-    while i < len(cells) and cells[i].get('cell_type') == 'raw' and nbtools.cell_source(cells[i]).lstrip().startswith('---'):
+    while (i < len(cells) and cells[i].get('cell_type') == 'raw'
+           and nbtools.cell_source(cells[i]).lstrip().startswith('---')):
         i += 1
     if i == len(cells): pytest.fail(f'{name}: the notebook has no cells (besides frontmatter)', pytrace=False)
     c = cells[i]
@@ -174,5 +175,6 @@ def test_tst_flags_whitespace_separated(settings):
         errors.append(f'tst_flags = {raw!r}: nbdev 2 splits it on whitespace, so write {fixed!r} '
                       f'(the nbdev 1 `a|b` form silently stops skipping)')
     elif set(raw.split()) - SKIP_FLAGS:
-        errors.append(f'tst_flags has {sorted(set(raw.split()) - SKIP_FLAGS)}; test-skip flags are {sorted(SKIP_FLAGS)}')
+        errors.append(f'tst_flags has {sorted(set(raw.split()) - SKIP_FLAGS)}; '
+                      f'test-skip flags are {sorted(SKIP_FLAGS)}')
     _fail('settings.ini', errors)

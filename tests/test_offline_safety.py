@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_trainer import QUICK
 
 PKG = Path(__file__).resolve().parents[1] / 'fisao'
@@ -27,10 +26,11 @@ def _env_without_hub_vars(**extra):
 
 
 def _run(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, '-m', 'fisao.cli', *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd)
+    return subprocess.run([sys.executable, '-m', 'fisao.cli', *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd)
 
 
-# ---- offline ------------------------------------------------------------------------------------------------------------
+# ---- offline ---------------------------------------------------------------------------------------------------------
 def test_the_network_block_holds_in_subprocesses():
     code = ("import socket\n"
             "try:\n    socket.create_connection(('93.184.216.34', 443), timeout=2); print('CONNECTED')\n"
@@ -53,9 +53,11 @@ def test_cli_sets_hub_offline_unless_the_user_did(user_value, expected):
 def test_train_eval_merge_offline_without_hub_variables(quick_pretrained, tmp_path):
     env = _env_without_hub_vars()
     run = tmp_path / 'run'
-    r = _run('train', '--pretrained', quick_pretrained, '--out', run, *QUICK, '--steps', '1', '--eval_images', '20', '--tensorboard', 'false', env=env)
+    r = _run('train', '--model.pretrained', quick_pretrained, '--out', run, *QUICK, '--steps', '1',
+             '--eval.images', '20', '--no-log.tensorboard', env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    r = _run('eval', 'chair', '--run', run, '--max-new-tokens', '16', '--n-images', '20', '--out', tmp_path / 'chair.json', '--quiet', env=env)
+    r = _run('eval', 'chair', '--run', run, '--max-new-tokens', '16', '--n-images', '20',
+             '--out', tmp_path / 'chair.json', '--quiet', env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path / 'chair.json').read_text())['n_captions'] == 20
     r = _run('merge', '--run', run, '--out', tmp_path / 'merged', env=env)
@@ -65,14 +67,15 @@ def test_train_eval_merge_offline_without_hub_variables(quick_pretrained, tmp_pa
 
 
 def test_config_paths_are_data_not_shell(tmp_path):
-    (tmp_path / 'c.yaml').write_text('model: "$(touch PWNED_1)"\nclip: "`touch PWNED_2`"\nprompts: "x; touch PWNED_3"\n')
+    (tmp_path / 'c.yaml').write_text('model:\n  path: "$(touch PWNED_1)"\n  clip: "`touch PWNED_2`"\n'
+                                     'data:\n  prompts: "x; touch PWNED_3"\n')
     r = _run('info', '--config', tmp_path / 'c.yaml', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert '$(touch PWNED_1)' in r.stdout and 'MISSING' in r.stdout
     assert not list(tmp_path.glob('PWNED*'))
 
 
-# ---- safe loading, read from the source -------------------------------------------------------------------------------
+# ---- safe loading, read from the source ------------------------------------------------------------------------------
 def _calls(tree):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -93,13 +96,18 @@ def test_no_eval_exec_pickle_or_shell_in_the_package():
     for path, tree in _sources():
         for node, owner, name in _calls(tree):
             where = f'{path.name}:{node.lineno}'
-            if isinstance(node.func, ast.Name) and name in ('eval', 'exec', 'compile', '__import__'): bad.append(f'{where} {name}()')
-            if owner in ('pickle', 'dill', 'marshal', 'shelve') and name in ('load', 'loads', 'open'): bad.append(f'{where} {owner}.{name}()')
+            if isinstance(node.func, ast.Name) and name in ('eval', 'exec', 'compile', '__import__'):
+                bad.append(f'{where} {name}()')
+            if owner in ('pickle', 'dill', 'marshal', 'shelve') and name in ('load', 'loads', 'open'):
+                bad.append(f'{where} {owner}.{name}()')
             if owner == 'os' and name in ('system', 'popen'): bad.append(f'{where} os.{name}()')
-            if owner == 'yaml' and name in ('load', 'unsafe_load', 'full_load', 'load_all'): bad.append(f'{where} yaml.{name}() (use safe_load)')
+            if owner == 'yaml' and name in ('load', 'unsafe_load', 'full_load', 'load_all'):
+                bad.append(f'{where} yaml.{name}() (use safe_load)')
             for kw in node.keywords:
-                if kw.arg == 'shell' and not (isinstance(kw.value, ast.Constant) and kw.value.value is False): bad.append(f'{where} shell=')
-                if kw.arg == 'trust_remote_code' and isinstance(kw.value, ast.Constant) and kw.value.value is True: bad.append(f'{where} trust_remote_code=True')
+                if kw.arg == 'shell' and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                    bad.append(f'{where} shell=')
+                if kw.arg == 'trust_remote_code' and isinstance(kw.value, ast.Constant) and kw.value.value is True:
+                    bad.append(f'{where} trust_remote_code=True')
     assert not bad, bad
 
 
@@ -116,11 +124,14 @@ def test_every_torch_load_is_weights_only():
 
 
 def test_model_loads_ask_for_safetensors():
-    "Every `*.from_pretrained` of weights (not configs/processors/tokenizers) passes use_safetensors=True, directly or via **common."
+    """Every `*.from_pretrained` of weights (not configs/processors/tokenizers) passes use_safetensors=True, directly or
+    via **common."""
     missing = []
     for path, tree in _sources():
         for node, owner, name in _calls(tree):
-            if name != 'from_pretrained' or not (owner.endswith('ForConditionalGeneration') or owner in ('CLIPModel', 'AutoModel')): continue
+            if name != 'from_pretrained' or not (owner.endswith('ForConditionalGeneration')
+                                                 or owner in ('CLIPModel', 'AutoModel')):
+                continue
             kws = {k.arg for k in node.keywords}
             if 'use_safetensors' not in kws and None not in kws: missing.append(f'{path.name}:{node.lineno} {owner}')
     assert not missing, missing

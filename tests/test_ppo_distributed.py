@@ -34,15 +34,16 @@ def _run(cmd, root):
                OMP_NUM_THREADS='1', PYTHONDONTWRITEBYTECODE='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     if r.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, cmd))} exited {r.returncode}\nstdout:\n{r.stdout[-4000:]}\nstderr:\n{r.stderr[-6000:]}",
-                    pytrace=False)
+        pytest.fail(f"{' '.join(map(str, cmd))} exited {r.returncode}\nstdout:\n{r.stdout[-4000:]}"
+                    f"\nstderr:\n{r.stderr[-6000:]}", pytrace=False)
 
 
 def test_ppo_update_two_processes_equals_one(tmp_path, repo_root):
     import torch
     _run([sys.executable, str(WORKER), 'single', str(tmp_path)], repo_root)
     _run([sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', '2',
-          '--master_addr', '127.0.0.1', '--master_port', str(_free_port()), str(WORKER), 'dist', str(tmp_path)], repo_root)
+          '--master_addr', '127.0.0.1', '--master_port', str(_free_port()), str(WORKER), 'dist', str(tmp_path)],
+         repo_root)
     start = torch.load(tmp_path / 'start_policy.pt', weights_only=True)
     for setting in ('plain', 'shuffled'):
         single = torch.load(tmp_path / f'single_{setting}.pt', weights_only=True)
@@ -50,10 +51,13 @@ def test_ppo_update_two_processes_equals_one(tmp_path, repo_root):
         assert single['params'].keys() == dist['params'].keys() and single['params']
         assert all('lora_' in k or k.startswith('value_head.') for k in single['params'])
         moved = max((single['params'][k] - start[k]).abs().max().item() for k in single['params'])
-        assert moved > 1e-2, f"{setting}: the update barely moved the weights ({moved:.2e}); the comparison would be vacuous"
+        assert moved > 1e-2, (f"{setting}: the update barely moved the weights ({moved:.2e}); "
+                              "the comparison would be vacuous")
         diff = {k: (single['params'][k] - dist['params'][k]).abs().max().item() for k in single['params']}
         worst = max(diff, key=diff.get)
-        assert diff[worst] <= TOL, f"{setting}: 2-process weights differ from 1-process ones by {diff[worst]:.3e} at {worst}"
+        assert diff[worst] <= TOL, (f"{setting}: 2-process weights differ from 1-process ones "
+                                    f"by {diff[worst]:.3e} at {worst}")
         for k, v in single['stats'].items():
             if k == 'time/update': continue
-            assert abs(v - dist['stats'][k]) <= TOL * max(1.0, abs(v)), f"{setting}: stat {k}: 1 process {v}, 2 processes {dist['stats'][k]}"
+            assert abs(v - dist['stats'][k]) <= TOL * max(1.0, abs(v)), (
+                f"{setting}: stat {k}: 1 process {v}, 2 processes {dist['stats'][k]}")

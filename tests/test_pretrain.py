@@ -1,16 +1,14 @@
 """`fisao demo --quick` end to end, and `fisao pretrain`'s contract: files, cache reuse, loading through the real path.
 
 One quick demo run (small world, short schedules: a smoke test of the code path, not of the targets) is shared by the
-tests of this module. The default configuration's targets are measured in nbs/06_pretrain.ipynb and benchmarks/RESULTS.md."""
+tests of this module. The default configuration's targets are measured in nbs/06_pretrain.ipynb and
+benchmarks/RESULTS.md."""
 import json
 import shutil
 import time
 
 import pytest
-
 from cli_helper import fisao
-
-
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +30,8 @@ def test_demo_quick_writes_results(demo):
     for m in ('fisao_token', 'fisao_sentence', 'oracle_token'):
         assert (out / 'runs' / m / 'summary.json').exists() and list((out / 'runs' / m / 'checkpoints').glob('step-*'))
     assert (out / 'report.html').stat().st_size > 10_000 and (out / 'calibration.json').exists()
-    for line in ('[1/5 pretrain]', '[5/5 report]', 'SFT policy', 'FiSAO, token-level', 'FiSAO, sentence-level', 'oracle reward, token-level', 'timings:'):
+    for line in ('[1/5 pretrain]', '[5/5 report]', 'SFT policy', 'FiSAO, token-level', 'FiSAO, sentence-level',
+                 'oracle reward, token-level', 'timings:'):
         assert line in r.stdout, line
     # a second run reuses every stage's output
     again = fisao('demo', '--quick', '--quiet', '--out', out)
@@ -63,13 +62,15 @@ def test_pretrain_reuses_cache_and_force_is_needed_to_retrain(demo):
 def test_saved_models_load_through_the_real_path(demo):
     out, _ = demo
     import torch
+
     from fisao.models import format_prompt, load_vlm
-    from fisao.pretrain import load_pretrained, load_world_split, _to_pil
+    from fisao.pretrain import _to_pil, load_pretrained, load_world_split
     llava, processor, clip, clip_processor = load_pretrained(out / 'pretrain')
     model2, processor2, kind = load_vlm(out / 'pretrain' / 'llava')
     assert kind == 'llava' and not any(p.requires_grad for p in model2.parameters())
     ws = load_world_split(out / 'pretrain' / 'world', 'val', 2)
-    enc = processor(images=_to_pil(ws.images), text=[format_prompt('llava', 'Describe the image.', processor)] * 2, return_tensors='pt', padding=True)
+    enc = processor(images=_to_pil(ws.images), text=[format_prompt('llava', 'Describe the image.', processor)] * 2,
+                    return_tensors='pt', padding=True)
     with torch.no_grad():
         torch.testing.assert_close(llava(**enc).logits, model2(**enc).logits)
     # the verifier's vision half is the policy's vision tower, weight for weight
@@ -86,12 +87,16 @@ def test_missing_pretrained_dir_is_named(tmp_path):
 
 def test_calibrate_cli_on_shapeworld(demo):
     out, _ = demo
-    r = fisao('calibrate', '--quick', '--pretrained', out / 'pretrain', '--out', out / 'cal' / 'calibration.json', '--quiet')
+    r = fisao('calibrate', '--quick', '--pretrained', out / 'pretrain', '--out', out / 'cal' / 'calibration.json',
+              '--quiet')
     cal = json.loads((out / 'cal' / 'calibration.json').read_text())
-    for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'scores', 'calibration_image_ids', 'vision_weights_match', 'model', 'data'):
+    for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'scores', 'calibration_image_ids',
+              'vision_weights_match', 'model', 'data'):
         assert k in cal, k
-    assert len(cal['scores']['correct']) == cal['n_correct'] > 0 and len(cal['scores']['hallucinated']) == cal['n_hallucinated'] > 0
-    assert cal['template'] == 'a photo of a {}' and cal['vision_weights_match'] is True and cal['data'] == 'shapeworld:calib'
+    assert (len(cal['scores']['correct']) == cal['n_correct'] > 0
+            and len(cal['scores']['hallucinated']) == cal['n_hallucinated'] > 0)
+    assert (cal['template'] == 'a photo of a {}' and cal['vision_weights_match'] is True
+            and cal['data'] == 'shapeworld:calib')
     assert (out / 'cal' / 'calibration.png').stat().st_size > 5000 and 'AUROC' in r.stdout
 
 
@@ -100,6 +105,6 @@ def test_calibrate_cli_argument_errors(tmp_path):
     assert r.returncode == 2 and '--model needs --clip' in r.stderr
     r = fisao('calibrate', '--clip', tmp_path / 'clip', '--out', tmp_path / 'c.json', check=False)
     assert r.returncode == 2 and 'need --model' in r.stderr
-    r = fisao('calibrate', '--model', tmp_path / 'nope', '--clip', tmp_path, '--instances', tmp_path / 'i.json', '--images', tmp_path,
-              '--out', tmp_path / 'c.json', check=False)
+    r = fisao('calibrate', '--model', tmp_path / 'nope', '--clip', tmp_path, '--instances', tmp_path / 'i.json',
+              '--images', tmp_path, '--out', tmp_path / 'c.json', check=False)
     assert r.returncode == 2 and 'i.json' in r.stderr

@@ -1,8 +1,9 @@
 """`fisao.viz.report` on a real `fisao train` run directory and on a demo directory built from it.
 
-The quick tiny models come from the session fixture `quick_pretrained` (conftest.py) and one short run (4 steps, samples and
-held-out CHAIR every 2) gives the run directory. The demo directory copies that run under `runs/<method>/` next to a
-`results.json` whose numbers are made up (a layout example): only the report's structure is checked here, never a result."""
+The quick tiny models come from the session fixture `quick_pretrained` (conftest.py) and one short run (4 steps, samples
+and held-out CHAIR every 2) gives the run directory. The demo directory copies that run under `runs/<method>/` next to a
+`results.json` whose numbers are made up (a layout example): only the report's structure is checked here, never a
+result."""
 import json
 import os
 import re
@@ -12,11 +13,9 @@ import sys
 
 import pytest
 
-from cli_helper import fisao
-
-QUICK = ['--quick', 'true', '--rollout_batch', '16', '--minibatch_size', '8', '--ppo_epochs', '2', '--eval_images', '40',
-         '--max_new_tokens', '24', '--progress', 'false', '--steps', '4', '--eval_every', '2', '--samples_every', '2',
-         '--tensorboard', 'false']
+QUICK = ['--model.quick', '--rollout.batch', '16', '--ppo.minibatch-size', '8', '--ppo.epochs', '2',
+         '--eval.images', '40', '--rollout.max-new-tokens', '24', '--no-log.progress', '--steps', '4',
+         '--eval.every', '2', '--log.samples-every', '2', '--no-log.tensorboard']
 IMG = '<img src="data:image/png;base64,'
 
 
@@ -25,7 +24,8 @@ def run_dir(tmp_path_factory, quick_pretrained):
     base = tmp_path_factory.mktemp('report')
     out = base / 'run'
     env = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
-    r = subprocess.run([sys.executable, '-m', 'fisao.cli', 'train', '--pretrained', str(quick_pretrained), '--out', str(out), *QUICK],
+    r = subprocess.run([sys.executable, '-m', 'fisao.cli', 'train', '--model.pretrained', str(quick_pretrained),
+                        '--out', str(out), *QUICK],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return out
@@ -65,7 +65,8 @@ def test_report_demo_dir(run_dir, tmp_path):
     m = lambda s, i, f: {'chair_s': s, 'chair_i': i, 'recall': .4, 'len': 12.0, 'dup_per_caption': .5, 'pope_f1': f}
     (demo / 'results.json').write_text(json.dumps({
         'note': 'LAYOUT EXAMPLE: made-up numbers, not results',
-        'methods': {'sft': {**m(.5, .37, .71), 'pope': pope}, 'fisao_token': m(.3, .2, .75), 'oracle_token': m(.12, .08, .8)},
+        'methods': {'sft': {**m(.5, .37, .71), 'pope': pope}, 'fisao_token': m(.3, .2, .75),
+                    'oracle_token': m(.12, .08, .8)},
         'timings': {'pretrain': 120.0, 'total': 600.0}, 'quick': True}))
     page = report(demo).read_text(encoding='utf-8')
     _sections(page)
@@ -86,7 +87,8 @@ def test_report_needs_inputs(tmp_path):
 
 
 def test_report_cli(run_dir, tmp_path, capsys):
-    "`fisao report RUN_DIR --out FILE` from the command line (in this process); a missing directory is a one-line error."
+    """`fisao report RUN_DIR --out FILE` from the command line (in this process); a missing directory is a one-line
+    error."""
     from fisao.cli import main
     run = shutil.copytree(run_dir, tmp_path / 'run', ignore=shutil.ignore_patterns('checkpoints'))
     assert main(['report', str(run), '--out', str(tmp_path / 'r.html'), '--no-pngs']) == 0

@@ -1,4 +1,5 @@
-"""Benchmark scorers (fisao.scorers) on the tiny fixtures in tests/fixtures/benchmarks/ (official layouts; see make_fixtures.py).
+"""Benchmark scorers (fisao.scorers) on the tiny fixtures in tests/fixtures/benchmarks/ (official layouts; see
+make_fixtures.py).
 
 Each fixture loads and scores to hand-checked numbers; broken copies (written into tmp_path) raise errors that name
 the file and the record or field.
@@ -12,14 +13,28 @@ import pytest
 
 from fisao.core import ConfigError, DataError, MissingPathError
 from fisao.eval import question_image
-from fisao.scorers import (BENCHMARKS, LETTER_PROMPT, SHORT_ANSWER_PROMPT, answer_map, load_benchmark, load_mmbench, load_mme,
-                           load_seed, load_sqa, score_benchmark, score_mmbench, score_mme, score_mmvet)
+from fisao.scorers import (
+    BENCHMARKS,
+    LETTER_PROMPT,
+    SHORT_ANSWER_PROMPT,
+    answer_map,
+    load_benchmark,
+    load_mmbench,
+    load_mme,
+    load_seed,
+    load_sqa,
+    score_benchmark,
+    score_mmbench,
+    score_mme,
+    score_mmvet,
+)
 
 FIX = Path(__file__).resolve().parent / 'fixtures' / 'benchmarks'
 
 ANSWERS = {
-    'mme': {'existence/0001/0': 'Yes', 'existence/0001/1': 'No', 'existence/0002/0': 'Yes', 'existence/0002/1': 'Yes, there is',
-            'artwork/10002/0': 'yes', 'artwork/10002/1': 'I think no', 'code_reasoning/0020/0': 'Yes.', 'code_reasoning/0020/1': 'No.'},
+    'mme': {'existence/0001/0': 'Yes', 'existence/0001/1': 'No', 'existence/0002/0': 'Yes',
+            'existence/0002/1': 'Yes, there is', 'artwork/10002/0': 'yes', 'artwork/10002/1': 'I think no',
+            'code_reasoning/0020/0': 'Yes.', 'code_reasoning/0020/1': 'No.'},
     'seed': {'101': 'A', '102': 'B.', '103': 'C', '104': 'A'},
     'mmbench': {'0': 'B', '1000000': 'A', '2000000': 'D', '3000000': 'C', '1': 'A', '1000001': 'A',
                 '2': 'C', '1000002': 'The cat is on the left.', '2000002': '(A)'},
@@ -56,10 +71,12 @@ def test_fixture_loads_and_scores(name):
 def test_breakdowns():
     r = score_benchmark('mme', load_mme(FIX / 'mme'), ANSWERS['mme'])
     assert (r['perception'], r['cognition'], r['complete']) == (175.0, 200.0, False)
-    assert r['subtasks']['existence'] == {'score': 125.0, 'acc': 0.75, 'acc_plus': 0.5, 'n_questions': 4, 'n_images': 2, 'n_other': 0}
+    assert r['subtasks']['existence'] == {'score': 125.0, 'acc': 0.75, 'acc_plus': 0.5, 'n_questions': 4, 'n_images': 2,
+                                          'n_other': 0}
     assert score_benchmark('seed', load_seed(FIX / 'seed'), ANSWERS['seed'], extract='first_char')['accuracy'] == 0.75
     r = score_benchmark('mmbench', load_mmbench(FIX / 'mmbench'), ANSWERS['mmbench'])
-    assert r['per_category'] == {'image_scene': {'accuracy': 0.5, 'n': 2}, 'spatial_relationship': {'accuracy': 1.0, 'n': 1}}
+    assert r['per_category'] == {'image_scene': {'accuracy': 0.5, 'n': 2},
+                                 'spatial_relationship': {'accuracy': 1.0, 'n': 1}}
     assert r['accuracy_single_pass'] == 1.0
     r = score_benchmark('sqa', load_sqa(FIX / 'sqa'), ANSWERS['sqa'])
     assert r['n_failed'] == 1
@@ -78,7 +95,8 @@ def test_prompts_use_the_protocol_suffix_and_are_configurable():
 
 
 def test_mmbench_circular_rows_in_the_file(tmp_path):
-    with open(FIX / 'mmbench' / 'mmbench_dev_tiny.tsv', newline='', encoding='utf-8') as f: rows = list(csv.reader(f, delimiter='\t'))
+    with open(FIX / 'mmbench' / 'mmbench_dev_tiny.tsv', newline='', encoding='utf-8') as f:
+        rows = list(csv.reader(f, delimiter='\t'))
     head, q1 = rows[0], rows[2]
     shifted = ['1000001', q1[1], q1[2], 'no', 'yes', '', '', 'B', *q1[8:12], q1[12]]
     tsv = tmp_path / 'c.tsv'
@@ -86,35 +104,42 @@ def test_mmbench_circular_rows_in_the_file(tmp_path):
     qs = load_mmbench(tsv)
     assert [(q['question_id'], q['group'], q['answer']) for q in qs] == [('1', '1', 'A'), ('1000001', '1', 'B')]
     assert score_mmbench(qs, {'1': 'A', '1000001': 'B'})['accuracy'] == 1.0
-    assert score_mmbench(qs, {'1': 'A', '1000001': 'A'})['accuracy'] == 0.0           # one shift wrong: the question is wrong
+    assert score_mmbench(qs, {'1': 'A', '1000001': 'A'})['accuracy'] == 0.0  # one shift wrong: the question is wrong
     orphan = ['2000005', *shifted[1:]]
     with open(tsv, 'w', newline='', encoding='utf-8') as f: csv.writer(f, delimiter='\t').writerows([head, q1, orphan])
-    with pytest.raises(DataError, match=r'c\.tsv, line 3 \(index 2000005\): circular copy of index 5'): load_mmbench(tsv)
+    with pytest.raises(DataError, match=r'c\.tsv, line 3 \(index 2000005\): circular copy of index 5'):
+        load_mmbench(tsv)
 
 
 # ---- answers that do not fit the questions
 
 def test_unknown_and_missing_answers():
     qs = load_benchmark('gqa', FIX / 'gqa')
-    with pytest.raises(DataError, match=r"answers: 1 answer\(s\) to question ids that are not in the gqa questions \(first: \['999'\]\)"):
+    with pytest.raises(DataError, match=r"answers: 1 answer\(s\) to question ids that are not in the gqa questions "
+                                        r"\(first: \['999'\]\)"):
         score_benchmark('gqa', qs, {**ANSWERS['gqa'], '999': 'yes'})
     part = {k: v for k, v in ANSWERS['gqa'].items() if k != '203'}
-    with pytest.raises(DataError, match=r"1 of 4 gqa questions have no answer \(first: \['203'\]\)"): score_benchmark('gqa', qs, part)
+    with pytest.raises(DataError, match=r"1 of 4 gqa questions have no answer \(first: \['203'\]\)"):
+        score_benchmark('gqa', qs, part)
     r = score_benchmark('gqa', qs, part, allow_missing=True)
     assert (r['accuracy'], r['n_missing']) == (0.75, 1)                     # 203 was wrong anyway
-    with pytest.raises(DataError, match="question id '201' must be a string"): score_benchmark('gqa', qs, {**ANSWERS['gqa'], '201': None})
+    with pytest.raises(DataError, match="question id '201' must be a string"):
+        score_benchmark('gqa', qs, {**ANSWERS['gqa'], '201': None})
     records = [{'question_id': k, 'text': v} for k, v in ANSWERS['gqa'].items()]
     assert score_benchmark('gqa', qs, answer_map(records))['accuracy'] == 0.75
-    with pytest.raises(DataError, match='run.jsonl, record 2: missing field'): answer_map([records[0], {'question_id': '202'}], 'run.jsonl')
+    with pytest.raises(DataError, match='run.jsonl, record 2: missing field'):
+        answer_map([records[0], {'question_id': '202'}], 'run.jsonl')
 
 
 def test_bad_options():
     with pytest.raises(ConfigError, match="unknown benchmark 'pope'"): load_benchmark('pope', FIX)
     with pytest.raises(ConfigError, match='on_missing'): load_benchmark('gqa', FIX / 'gqa', on_missing='warn')
-    with pytest.raises(ConfigError, match='MME parser'): score_mme(load_mme(FIX / 'mme'), ANSWERS['mme'], parser='strict')
+    with pytest.raises(ConfigError, match='MME parser'):
+        score_mme(load_mme(FIX / 'mme'), ANSWERS['mme'], parser='strict')
     with pytest.raises(ConfigError, match='unknown MME subtask'): load_mme(FIX / 'mme', subtasks=['ocr'])
     with pytest.raises(DataError, match="judge 'half-broken' gave None"):
-        score_mmvet(load_benchmark('mmvet', FIX / 'mmvet'), ANSWERS['mmvet'], judge=lambda q, gt, p: None, judge_name='half-broken')
+        score_mmvet(load_benchmark('mmvet', FIX / 'mmvet'), ANSWERS['mmvet'], judge=lambda q, gt, p: None,
+                    judge_name='half-broken')
 
 
 # ---- malformed files
@@ -128,18 +153,20 @@ def test_missing_images(tmp_path):
     assert score_benchmark('sqa', qs, {'101': 'B', '103': 'D'})['n_skipped'] == 1
     d = copy('mmvet', tmp_path)
     (d / 'images' / 'v1_1.png').unlink()
-    with pytest.raises(MissingPathError, match=r"mm-vet\.json, question 'v1_1': image not found"): load_benchmark('mmvet', d)
+    with pytest.raises(MissingPathError, match=r"mm-vet\.json, question 'v1_1': image not found"):
+        load_benchmark('mmvet', d)
     d = copy('gqa', tmp_path)
     shutil.rmtree(d / 'images')
     with pytest.raises(MissingPathError, match='GQA image folder not found'): load_benchmark('gqa', d)
 
 
-@pytest.mark.parametrize('name,file', [('seed', 'SEED-Bench.json'), ('sqa', 'problems.json'), ('gqa', 'testdev_balanced_questions.json'),
-                                       ('mmvet', 'mm-vet.json')])
+@pytest.mark.parametrize('name,file', [('seed', 'SEED-Bench.json'), ('sqa', 'problems.json'),
+                                       ('gqa', 'testdev_balanced_questions.json'), ('mmvet', 'mm-vet.json')])
 def test_bad_json(tmp_path, name, file):
     d = copy(name, tmp_path)
     (d / file).write_text('{"oops": ', encoding='utf-8')
-    with pytest.raises(DataError, match=rf'{file.replace(".", r"[.]")} is not valid JSON: .* line 1'): load_benchmark(name, d)
+    with pytest.raises(DataError, match=rf'{file.replace(".", r"[.]")} is not valid JSON: .* line 1'):
+        load_benchmark(name, d)
 
 
 def _edit_json(path, fn):
@@ -151,7 +178,8 @@ def _edit_json(path, fn):
 def test_missing_keys_and_bad_values(tmp_path):
     d = copy('seed', tmp_path)
     _edit_json(d / 'SEED-Bench.json', lambda j: j['questions'][2].pop('choice_c'))
-    with pytest.raises(DataError, match=r"SEED-Bench\.json, question 3: missing field\(s\) \['choice_c'\]"): load_seed(d)
+    with pytest.raises(DataError, match=r"SEED-Bench\.json, question 3: missing field\(s\) \['choice_c'\]"):
+        load_seed(d)
     _edit_json(d / 'SEED-Bench.json', lambda j: j['questions'][2].update(choice_c='x', answer='E'))
     with pytest.raises(DataError, match=r"question 3 \(id '103'\): answer must be one of A-D, got 'E'"): load_seed(d)
     _edit_json(d / 'SEED-Bench.json', lambda j: j.pop('question_type'))
@@ -170,7 +198,8 @@ def test_missing_keys_and_bad_values(tmp_path):
 
     d = copy('mmvet', tmp_path)
     _edit_json(d / 'mm-vet.json', lambda j: j['v1_2'].pop('capability'))
-    with pytest.raises(DataError, match=r"question 'v1_2': missing field\(s\) \['capability'\]"): load_benchmark('mmvet', d)
+    with pytest.raises(DataError, match=r"question 'v1_2': missing field\(s\) \['capability'\]"):
+        load_benchmark('mmvet', d)
 
 
 def test_mme_malformed(tmp_path):
@@ -191,14 +220,18 @@ def _write_tsv(path, rows):
 
 
 def test_mmbench_malformed(tmp_path):
-    with open(FIX / 'mmbench' / 'mmbench_dev_tiny.tsv', newline='', encoding='utf-8') as f: rows = list(csv.reader(f, delimiter='\t'))
+    with open(FIX / 'mmbench' / 'mmbench_dev_tiny.tsv', newline='', encoding='utf-8') as f:
+        rows = list(csv.reader(f, delimiter='\t'))
     tsv, head = tmp_path / 'bad.tsv', rows[0]
     col = {c: i for i, c in enumerate(head)}
     _write_tsv(tsv, [r[:col['answer']] + r[col['answer'] + 1:] for r in rows])       # no answer column
-    with pytest.raises(DataError, match=r"bad\.tsv: missing column\(s\) \['answer'\] \(a test split has no answers"): load_mmbench(tsv)
+    with pytest.raises(DataError, match=r"bad\.tsv: missing column\(s\) \['answer'\] \(a test split has no answers"):
+        load_mmbench(tsv)
     bad = [r[:] for r in rows]; bad[2][col['answer']] = 'C'                  # question 1 has only A and B
     _write_tsv(tsv, bad)
-    with pytest.raises(DataError, match=r"bad\.tsv, line 3 \(index 1\): answer 'C' is not one of the options \['A', 'B'\]"): load_mmbench(tsv)
+    with pytest.raises(DataError,
+                       match=r"bad\.tsv, line 3 \(index 1\): answer 'C' is not one of the options \['A', 'B'\]"):
+        load_mmbench(tsv)
     bad = [r[:] for r in rows]; bad[3][col['image']] = 'not base64!'
     _write_tsv(tsv, bad)
     with pytest.raises(DataError, match=r"line 4 \(index 2\): 'image' is not valid base64"): load_mmbench(tsv)
@@ -213,6 +246,7 @@ def test_mmbench_malformed(tmp_path):
 
 
 def test_max_new_tokens_defaults():
-    assert {k: b.max_new_tokens for k, b in BENCHMARKS.items()} == {'mme': 16, 'seed': 128, 'mmbench': 128, 'sqa': 16, 'gqa': 16, 'mmvet': 1024}
+    assert {k: b.max_new_tokens for k, b in BENCHMARKS.items()} == {'mme': 16, 'seed': 128, 'mmbench': 128, 'sqa': 16,
+                                                                    'gqa': 16, 'mmvet': 1024}
     load, score, n = BENCHMARKS['gqa']
     assert (load.__name__, score.__name__, n) == ('load_gqa', 'score_gqa', 16)

@@ -140,4 +140,5 @@ def test_nbdev_export_changes_nothing(repo_root, nbtools):
         f'The re-exported files are now in place; review and commit them.\n{_describe(before, after)}'
         + (f'\nnbdev_export said:\n{noise[-2000:]}' if noise.strip() else '')))
     _require(status_before == status_after, (
-        f'`git status --porcelain` changed when nbdev_export ran:\n--- before\n{status_before}--- after\n{status_after}'))
+        f'`git status --porcelain` changed when nbdev_export ran:\n'
+        f'--- before\n{status_before}--- after\n{status_after}'))
