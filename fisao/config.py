@@ -9,10 +9,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .core import ConfigError, DataError, _coerce, atomic_write, field_docs, logger, require_path
+from .core import ConfigError, _coerce, atomic_write, field_docs, logger
 
 # %% auto 0
-__all__ = ['config_leaves', 'config_sections', 'config_from_dict', 'config_to_dict', 'config_flat', 'config_replace', 'read_yaml',
+__all__ = ['config_leaves', 'config_sections', 'config_from_dict', 'config_to_dict', 'config_flat', 'config_replace',
            'config_yaml', 'save_config', 'add_config_args', 'parse_config_args']
 
 # %% ../nbs/01_config.ipynb
@@ -82,19 +82,6 @@ def config_replace(cfg, changes:dict, where:str='config'):
     return config_from_dict(type(cfg), {**_flatten(config_to_dict(cfg)), **changes}, where)
 
 # %% ../nbs/01_config.ipynb
-def read_yaml(path, what:str='config (YAML)') -> dict:
-    "The mapping in the YAML file `path`; a missing file, bad syntax or a non-mapping is an error naming the file."
-    import yaml
-    p = require_path(path, what, kind='file')
-    try: data = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
-        raise DataError(f"config {p} is not valid YAML{at}: "
-                        f"{getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict): raise DataError(f"config {p} must be a mapping, got {type(data).__name__}")
-    return data
-
 def config_yaml(cfg) -> str:
     "The YAML text of a config tree (sections nested, field order kept)."
     import yaml

@@ -23,8 +23,8 @@ import torch
 # %% auto 0
 __all__ = ['PICKLE_SUFFIXES', 'logger', 'FisaoError', 'MissingPathError', 'DataError', 'ConfigError', 'UnsafeCheckpointError',
            'StopRequested', 'require_path', 'require_safetensors', 'seed_everything', 'atomic_write', 'write_json',
-           'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs', 'read_config_yaml', 'masked_mean',
-           'masked_var', 'masked_whiten', 'auroc', 'logprobs_from_logits']
+           'read_json', 'read_jsonl', 'write_jsonl', 'file_lock', 'field_docs', 'read_yaml', 'read_config_yaml',
+           'masked_mean', 'masked_var', 'masked_whiten', 'auroc', 'logprobs_from_logits']
 
 # %% ../nbs/00_core.ipynb
 class FisaoError(Exception):
@@ -171,9 +171,8 @@ def _coerce(name:str, kind, v, where:str):
         return out
     except (TypeError, ValueError): raise ConfigError(f"{where}: {name} must be {t.__name__}, got {v!r}") from None
 
-def read_config_yaml(path, cls, what:str='config (YAML)', command:str='fisao') -> dict:
-    """The fields of dataclass `cls` set in the YAML file `path`, each coerced to its field's type; errors name the
-    file and field."""
+def read_yaml(path, what:str='config (YAML)', mapping_of:str|None=None) -> dict:
+    "The mapping in the YAML file `path`; a missing file, bad syntax or a non-mapping is an error naming the file."
     import yaml
     p = require_path(path, what, kind='file')
     try: data = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
@@ -183,7 +182,14 @@ def read_config_yaml(path, cls, what:str='config (YAML)', command:str='fisao') -
         raise DataError(f"config {p} is not valid YAML{at}: "
                         f"{getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise DataError(f"config {p} must be a mapping of {cls.__name__} fields, got {type(data).__name__}")
+        raise DataError(f"config {p} must be a mapping{f' of {mapping_of} fields' if mapping_of else ''}, "
+                        f"got {type(data).__name__}")
+    return data
+
+def read_config_yaml(path, cls, what:str='config (YAML)', command:str='fisao') -> dict:
+    """The fields of dataclass `cls` set in the YAML file `path`, each coerced to its field's type; errors name the
+    file and field."""
+    p, data = Path(path), read_yaml(path, what, cls.__name__)
     fields = {f.name: f.type for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown: raise ConfigError(f"config {p}: unknown field(s) {', '.join(unknown)} (see `{command} --help`)")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import add_config_args, config_from_dict, config_to_dict, parse_config_args, read_yaml
-from .core import ConfigError
+from .config import add_config_args, config_from_dict, config_to_dict, parse_config_args
+from .core import ConfigError, read_yaml
 from .ppo import PPOConfig, check_minibatch, check_number
 from .rewards import RewardConfig
 
@@ -265,8 +265,9 @@ FLAT_KEYS = {
 
 def load_config(path=None, args=()) -> TrainConfig:
     "A `TrainConfig` from the YAML file `path` (optional) with command-line `args` (e.g. `['--steps', '10']`) on top."
-    base = config_to_dict(config_from_dict(TrainConfig, read_yaml(path, 'training config (YAML)'), f'config {path}',
-                                           FLAT_KEYS)) if path else {}
+    if not path: return parse_config_args(TrainConfig, args, {}, FLAT_KEYS)
+    data = read_yaml(path, 'training config (YAML)', 'TrainConfig')
+    base = config_to_dict(config_from_dict(TrainConfig, data, f'config {path}', FLAT_KEYS))
     return parse_config_args(TrainConfig, args, base, FLAT_KEYS)
 
 def config_from_flat(values:dict) -> TrainConfig:

@@ -262,7 +262,7 @@ def test_cli_non_ascii_and_very_long_captions_are_scored(coco_files):
     ('', ['--rollout.top-p', '1.5'], 'top_p must be a finite number in (0, 1]'),
     ('', ['--ppo.gamma', '2'], 'gamma must be a finite number in [0, 1]'),
     ('', ['--mixed-precision', 'fp8'], 'mixed_precision must be no, fp16 or bf16'),
-    ('- 1\n- 2\n', [], 'must be a mapping'),
+    ('- 1\n- 2\n', [], 'must be a mapping of TrainConfig fields'),
     ('steps: [1\n', [], 'is not valid YAML'),
 ])
 def test_train_config_refused(tmp_path, capsys, yaml_text, flags, needle):
