@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,16 +15,14 @@ import numpy as np
 import torch
 
 from .core import ConfigError, atomic_write, read_config_yaml, read_json, write_json
+from .trainconfig import METHODS, check_methods, config_from_flat, method_overrides
 
 # %% auto 0
-__all__ = ['METHODS', 'REWARDS', 'DENSE_WORLD', 'ROW_METRICS', 'COLUMNS', 'AblateConfig', 'variant_overrides',
-           'load_ablate_config', 'cell_name', 'cells', 'pretrained_dir', 'build_models', 'train_config',
-           'kl_to_reference', 'run_cell', 'aggregate', 'table_markdown', 'table_csv', 'plot_ablation', 'run_ablation']
+__all__ = ['DENSE_WORLD', 'ROW_METRICS', 'COLUMNS', 'AblateConfig', 'variant_overrides', 'load_ablate_config', 'cell_name',
+           'cells', 'pretrained_dir', 'build_models', 'train_config', 'kl_to_reference', 'run_cell', 'aggregate',
+           'table_markdown', 'table_csv', 'plot_ablation', 'run_ablation']
 
 # %% ../nbs/15_ablate.ipynb
-METHODS = ('ppo_token', 'ppo_sentence', 'grpo', 'dpo')
-REWARDS = ('verifier', 'oracle')
-
 @dataclass
 class AblateConfig:
     "Settings of `fisao ablate` (every field is a flag; `--config` reads them from YAML)."
@@ -37,12 +34,10 @@ class AblateConfig:
     "default (1–3 objects per image) or dense (3–6 objects, longer captions; POPE with 4 questions per image)"
     seeds: str = '0,1,2'
     "comma-separated training seeds"
-    methods: str = 'ppo_token,ppo_sentence,grpo,dpo'
-    "comma-separated optimisers (of ppo_token, ppo_sentence, grpo, dpo)"
-    rewards: str = 'verifier,oracle'
-    "comma-separated reward sources (verifier, oracle)"
+    methods: str = ','.join(METHODS)
+    "comma-separated methods (of `fisao.trainconfig.METHODS`: fisao_token, oracle_token, grpo, grpo_oracle, …)"
     variants: str = 'threshold,spread,bare_template,xi0.1_lam10,xi0.3_lam10,xi0.2_lam5,xi0.2_lam20'
-    "extra PPO token-level cells with the verifier reward ('' for none)"
+    "extra fisao_token cells, one setting changed each ('' for none)"
     steps: int = 40
     "optimisation steps per run (PPO steps; GRPO/DPO get the same number of sampled completions)"
     lr: float = 3e-4
@@ -59,9 +54,7 @@ class AblateConfig:
     "progress bars"
 
     def __post_init__(self):
-        for name, allowed in (('method_list', METHODS), ('reward_list', REWARDS)):
-            bad = [x for x in getattr(self, name) if x not in allowed]
-            if bad: raise ConfigError(f"ablate.{name.split('_')[0]}s: unknown {bad}; choose from {', '.join(allowed)}")
+        check_methods(self.method_list, 'ablate.methods')
         if self.world not in ('default', 'dense'):
             raise ConfigError(f"ablate.world must be default or dense, got {self.world!r}")
         for v in self.variant_list: variant_overrides(v)  # validates the names
@@ -75,8 +68,6 @@ class AblateConfig:
     def _split(s:str) -> list: return [x.strip() for x in str(s).split(',') if x.strip()]
     @property
     def method_list(self) -> list: return self._split(self.methods)
-    @property
-    def reward_list(self) -> list: return self._split(self.rewards)
     @property
     def variant_list(self) -> list: return self._split(self.variants)
     @property
@@ -106,14 +97,13 @@ def load_ablate_config(path=None, **overrides) -> AblateConfig:
     return AblateConfig(**{**values, **overrides})
 
 # %% ../nbs/15_ablate.ipynb
-def cell_name(method:str, reward:str, variant:str='') -> str:
-    "`ppo_token-verifier`, `grpo-oracle`, `ppo_token-verifier-threshold`, …"
-    return '-'.join(x for x in (method, reward, variant) if x)
+def cell_name(method:str, variant:str='') -> str:
+    "`fisao_token`, `grpo_oracle`, `fisao_token-threshold`, …"
+    return '-'.join(x for x in (method, variant) if x)
 
 def cells(acfg:AblateConfig) -> list:
-    "`[(method, reward, variant)]` of the grid: every method × reward, then the variants (PPO token-level, verifier)."
-    out = [(m, r, '') for m in acfg.method_list for r in acfg.reward_list]
-    return out + [('ppo_token', 'verifier', v) for v in acfg.variant_list]
+    "`[(method, variant)]` of the grid: every method, then the variants of `fisao_token`."
+    return [(m, '') for m in acfg.method_list] + [('fisao_token', v) for v in acfg.variant_list]
 
 DENSE_WORLD = dict(min_objects=3, max_objects=6)
 
@@ -132,17 +122,16 @@ def build_models(acfg:AblateConfig) -> dict:
     with file_lock(Path(str(d) + '.lock')):
         return pretrain(d, PretrainConfig(), WorldConfig(**DENSE_WORLD), progress=acfg.progress)
 
-def train_config(acfg:AblateConfig, method:str, reward:str, variant:str, seed:int):
+def train_config(acfg:AblateConfig, method:str, variant:str, seed:int):
     "The `TrainConfig` of one run (PPO, GRPO and DPO all read it)."
-    from fisao.trainconfig import config_from_flat
     out = Path(acfg.out)
-    kw = {'out': str(out / 'runs' / cell_name(method, reward, variant) / f'seed{seed}'),
+    kw = {'out': str(out / 'runs' / cell_name(method, variant) / f'seed{seed}'),
           'model.pretrained': str(pretrained_dir(acfg)), 'verifier.calibration': str(out / 'calibration.json'),
           'seed': seed, 'steps': acfg.steps, 'optim.lr': acfg.lr,
           'eval.every': max(1, acfg.steps // 4), 'eval.images': min(100, acfg.eval_images),
           'log.save_every': acfg.steps, 'log.samples_every': 0, 'log.tensorboard': False, 'log.progress': acfg.progress,
-          'reward.reading': 'sentence' if method == 'ppo_sentence' else 'normalized', 'reward.source': reward,
-          'kl.coef': 0.2, 'ppo.ent_coef': 0.0, 'optim.schedule': 'constant', 'optim.value_lr': 0.0,
+          **method_overrides(method, token_reading='normalized'), 'kl.coef': 0.2,
+          'ppo.ent_coef': 0.0, 'optim.schedule': 'constant', 'optim.value_lr': 0.0,
           # the settings of the committed tables (their runs also predate separate actor/critic clipping)
           'ppo.gae_lambda': 0.95}
     if acfg.quick:
@@ -170,12 +159,14 @@ def kl_to_reference(model, processor, kind:str, images:list, instruction:str, ma
         for i in range(0, len(images), batch_size):
             inputs = build_inputs(processor, kind, images[i:i + batch_size],
                                   [instruction] * len(images[i:i + batch_size]))
+            suppress = suppress_token_ids(processor)
             ids, attn, mask, trunc = generate_responses(policy, inputs, max_new_tokens, temperature=1.0,
-                                                        suppress_tokens=suppress_token_ids(processor),
+                                                        suppress_tokens=suppress,
                                                         eos_token_id=processor.tokenizer.eos_token_id,
                                                         pad_token_id=processor.tokenizer.pad_token_id)
             extra = {k: v for k, v in inputs.items() if k not in ('input_ids', 'attention_mask', 'pixel_values')}
-            ro = score_rollout(policy, Rollout(ids, attn, inputs['pixel_values'], mask, trunc, extra=extra or None))
+            ro = score_rollout(policy, Rollout(ids, attn, inputs['pixel_values'], mask, trunc, extra=extra or None,
+                                               suppress_tokens=suppress))  # sampling's support
             kls.append(((ro.logprobs - ro.ref_logprobs) * mask).sum(-1))  # (B,)
         return float(torch.cat(kls).mean())
 
@@ -184,14 +175,14 @@ def _train_run(cfg, method:str) -> tuple:
     "Train one run; `(adapter dir, train seconds, curve [(step, chair_i, recall)])`."
     from fisao.trainer import FiSAOTrainer, list_checkpoints, read_metrics
     t0 = time.perf_counter()
-    if method.startswith('ppo'):
+    if METHODS[method].optimiser == 'ppo':
         if not (Path(cfg.out) / 'summary.json').exists():
             FiSAOTrainer(cfg, resume=bool(list_checkpoints(cfg.out))).train()
         rows = [r for r in read_metrics(Path(cfg.out) / 'metrics.jsonl') if 'eval/chair_i' in r]
         curve = [(r['step'], r['eval/chair_i'], r['eval/recall']) for r in rows]
         return list_checkpoints(cfg.out)[-1] / 'adapter', time.perf_counter() - t0, curve
     from fisao.baselines import run_dpo, run_grpo
-    s = run_grpo(cfg) if method == 'grpo' else run_dpo(cfg)
+    s = run_grpo(cfg) if METHODS[method].optimiser == 'grpo' else run_dpo(cfg)
     curve = [(0, s['before']['eval/chair_i'], s['before']['eval/recall']),
              (cfg.steps, s['after']['eval/chair_i'], s['after']['eval/recall'])]
     return Path(s['adapter']), time.perf_counter() - t0, curve
@@ -199,11 +190,11 @@ def _train_run(cfg, method:str) -> tuple:
 # what evaluate_policy measures, per row
 ROW_METRICS = ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption', 'pope_f1')
 
-def run_cell(acfg:AblateConfig, method:str, reward:str, variant:str, seed:int, ctx:dict) -> dict:
+def run_cell(acfg:AblateConfig, method:str, variant:str, seed:int, ctx:dict) -> dict:
     "Train and score one run (or read its `result.json`); returns the result row."
     from fisao.demo import evaluate_policy
     from fisao.models import load_policy
-    cfg = train_config(acfg, method, reward, variant, seed)
+    cfg = train_config(acfg, method, variant, seed)
     res_path = Path(cfg.out) / 'result.json'
     if res_path.exists(): return read_json(res_path)
     adapter, train_s, curve = _train_run(cfg, method)
@@ -211,13 +202,11 @@ def run_cell(acfg:AblateConfig, method:str, reward:str, variant:str, seed:int, c
     row, _ = evaluate_policy(ctx['model'], adapter, ctx['world'], ctx['chair'], ctx['pope_sets'], ctx['eval_images'],
                              seed=0, max_new_tokens=ctx['max_new_tokens'], instruction=cfg.data.instruction,
                              progress=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
-        model, processor, kind = load_policy(ctx['model'], adapter)
+    model, processor, kind = load_policy(ctx['model'], adapter)
     kl = kl_to_reference(model, processor, kind, ctx['kl_images'], cfg.data.instruction, ctx['max_new_tokens'],
                          seed=seed)
-    res = {'cell': cell_name(method, reward, variant), 'method': method, 'reward': reward, 'variant': variant,
-           'seed': seed, **{k: row[k] for k in ROW_METRICS}, 'kl': kl,
+    res = {'cell': cell_name(method, variant), 'method': method, 'reward': METHODS[method].reward,
+           'variant': variant, 'seed': seed, **{k: row[k] for k in ROW_METRICS}, 'kl': kl,
            'train_s': train_s, 'eval_s': time.perf_counter() - t0, 'curve': curve, 'adapter': str(adapter)}
     write_json(res_path, res)
     return res
@@ -270,7 +259,7 @@ def plot_ablation(rows:list, sft:dict|None=None, path=None):
         steps = sorted({s for r in rs for s, _, _ in r['curve']})
         mean = [np.mean([ci for r in rs for s2, ci, _ in r['curve'] if s2 == s]) for s in steps]
         a2.plot(steps, 100 * np.array(mean), marker=mk, color=col, label=c, lw=1.2,
-                ls='-' if c.startswith('ppo') else '--')
+                ls='-' if METHODS[rs[0]['method']].optimiser == 'ppo' else '--')
     if sft:
         a1.scatter([100 * sft['recall']], [100 * sft['chair_i']], color='k', marker='*', s=120, label='SFT', zorder=5)
     a1.set(xlabel='Recall (%)', ylabel='CHAIR_i (%)', title='held-out CHAIR_i vs recall (each run a point)')
@@ -298,7 +287,8 @@ def run_ablation(acfg:AblateConfig) -> dict:
     meta = build_models(acfg)
     pre = pretrained_dir(acfg)
     if not (out / 'calibration.json').exists():
-        run_calibration(out / 'calibration.json', pretrained=pre, quick=acfg.quick, progress=False)
+        run_calibration(out / 'calibration.json', pretrained=pre, quick=acfg.quick, progress=False,
+                        max_new_tokens=train_config(acfg, acfg.method_list[0], '', 0).rollout.max_new_tokens)
     write_json(out / 'config.json', dataclasses.asdict(acfg))
     world = pre / 'world'
     chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
@@ -321,11 +311,11 @@ def run_ablation(acfg:AblateConfig) -> dict:
         sft = {'cell': 'sft', 'method': 'sft', 'reward': '', 'variant': '', 'seed': 0,
                **{k: row[k] for k in ROW_METRICS}, 'kl': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'curve': []}
         write_json(sft_path, sft)
-    grid = [(m, r, v, s) for (m, r, v) in cells(acfg) for s in acfg.seed_list]
+    grid = [(m, v, s) for (m, v) in cells(acfg) for s in acfg.seed_list]
     rows = []
-    for i, (m, r, v, s) in enumerate(grid, 1):
+    for i, (m, v, s) in enumerate(grid, 1):
         t0 = time.perf_counter()
-        res = run_cell(acfg, m, r, v, s, ctx)
+        res = run_cell(acfg, m, v, s, ctx)
         rows.append(res)
         print(f"[{i}/{len(grid)}] {res['cell']} seed {s}: CHAIR_i {100 * res['chair_i']:.1f}  "
               f"recall {100 * res['recall']:.1f}  POPE F1 {100 * res['pope_f1']:.1f}  KL {res['kl']:.2f}  "

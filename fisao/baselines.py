@@ -74,9 +74,10 @@ def setup_baseline(cfg:TrainConfig, progress:bool=False) -> BaselineSetup:
     prompts = PromptSet.shapeworld(world, 'train', cfg.data.instruction, min(cfg.data.n_prompts, 10**9))
     gt = ground_truth(chair, load_coco(world_paths(world, 'train')['instances']))
     if cfg.verifier.calibration: cal = load_calibration(cfg.verifier.calibration)
-    else:  # the trainer's calibration: greedy SFT captions of the calib split
+    else:  # the trainer's calibration: SFT captions of the calib split, sampled like the rollouts
         cal = calibrate_world(model, processor, verifier, world, chair, cfg.data.instruction,
-                              max_new_tokens=cfg.rollout.max_new_tokens, model=str(model_path))
+                              max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                              top_p=cfg.rollout.top_p, seed=cfg.seed, model=str(model_path))
         check_baselines(cal['b_c'], cal['b_h'])
     write_json(out / 'calibration.json', cal)
     rcfg = cfg.reward

@@ -13,14 +13,15 @@ from importlib.resources import files
 from pathlib import Path
 
 from nltk.tokenize import NLTKWordTokenizer
+from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 from .core import DataError, logger, require_path
 from .data import Skips, image_captions, image_categories
 
 # %% auto 0
-__all__ = ['COCO_DOUBLE_WORDS', 'COCO_ANIMAL_WORDS', 'RULES', 'SINGULARIZERS', 'coco_double_word_rules', 'package_vocab_path',
-           'ChairVocab', 'singularize_noun', 'tokenize_with_spans', 'Mention', 'Chair', 'ground_truth', 'evaluate',
-           'mark_mentions']
+__all__ = ['COCO_DOUBLE_WORDS', 'COCO_ANIMAL_WORDS', 'RULES', 'REFERENCE_SINGULAR', 'SINGULARIZERS', 'CHAIR_MODES',
+           'coco_double_word_rules', 'package_vocab_path', 'ChairVocab', 'singularize_noun', 'singularize_reference',
+           'tokenize_with_spans', 'Mention', 'Chair', 'ground_truth', 'evaluate', 'mark_mentions']
 
 # %% ../nbs/04_chair.ipynb
 COCO_DOUBLE_WORDS = ('motor bike', 'motor cycle', 'air plane', 'traffic light', 'street light', 'traffic signal',
@@ -102,18 +103,46 @@ def singularize_noun(w:str) -> str:
     "lemminflect's noun lemma of an alphabetic token (dogs→dog, men→man, buses→bus, bus→bus); other tokens unchanged."
     return _noun_lemma(w) if w.isalpha() else w
 
+# %% ../nbs/04_chair.ipynb
+# Pattern 3.6's `singularize` on the COCO vocabulary's words and plural forms, where it differs from the kit's reading
+# (measured 2026-12-03; see the cell above): token → what the reference makes of it.
+REFERENCE_SINGULAR = {
+    'airbus': 'airbu', 'airbuss': 'airbus', 'broccolis': 'broccoli', 'bus': 'bu', 'buss': 'bus', 'busses': 'buss',
+    'canoes': 'cano', 'children': 'child', 'cockatooes': 'cockatoo', 'collies': 'collies', 'couchs': 'couch',
+    'deskes': 'deske', 'doggies': 'doggies', 'glasss': 'glass', 'hatchbackes': 'hatchbacke', 'lenovoes': 'lenovo',
+    'limoes': 'limo', 'magpies': 'magpy', 'minibus': 'minibu', 'minibuss': 'minibus', 'minibusses': 'minibuss',
+    'oxen': 'ox', 'oxens': 'oxs', 'palominoes': 'palomino', 'people': 'person', 'scissorss': 'scissors',
+    'skiis': 'skii', 'skis': 'ski', 'skises': 'skise', 'skiss': 'skis', 'sportses': 'sportse', 'sportss': 'sports',
+    'taxies': 'taxy', 'teddyes': 'teddye', 'tennises': 'tennise', 'tenniss': 'tennis', 'thieves': 'thieve',
+    'ties': 'ty', 'tramwayes': 'tramwaye'}
+
+def singularize_reference(w:str) -> str:
+    "The reference's singularizer as measured on the vocabulary (`REFERENCE_SINGULAR`), else `singularize_noun`."
+    return REFERENCE_SINGULAR.get(w) or singularize_noun(w)
+
 SINGULARIZERS = {'noun': singularize_noun, 'none': lambda w: w}
 
 # %% ../nbs/04_chair.ipynb
 _word_tokenizer = NLTKWordTokenizer()
-_SENTENCE = re.compile(r'\S.*?(?:[.!?]+(?=\s)|$)', re.S)
+_sentence_splitter = PunktSentenceTokenizer()      # Punkt's algorithm with empty parameters: no trained model needed
+_CORE = re.compile(r'[^\W_](?:.*[^\W_])?', re.S)   # first to last letter or digit of a token
+_CLITIC = re.compile(r"'s|'re|'ve|'ll|'m|'d|n't")  # Treebank's contraction tokens, kept whole
 
-def tokenize_with_spans(caption:str) -> list:
-    "Lowercased word tokens of `caption` with their character spans: `[(token, start, end)]`."
-    out = []
-    for m in _SENTENCE.finditer(caption):
-        sent, off = m.group(0), m.start()
-        for a, b in _word_tokenizer.span_tokenize(sent): out.append((sent[a:b].lower(), off + a, off + b))
+def _lower_same_length(s:str) -> str:
+    "`s.lower()`, keeping a character whose lowercase is longer (İ → i̇) so that offsets still index `s`."
+    low = s.lower()
+    return low if len(low) == len(s) else ''.join(c.lower() if len(c.lower()) == 1 else c for c in s)
+
+def tokenize_with_spans(caption:str, strip_edges:bool=True) -> list:
+    """Lowercased word tokens of `caption` with their character spans, `[(token, start, end)]`; `strip_edges` trims
+    punctuation left on a word's edges."""
+    text, out = _lower_same_length(caption), []
+    for s0, s1 in _sentence_splitter.span_tokenize(text):       # sentences end after ." and .) too
+        for a, b in _word_tokenizer.span_tokenize(text[s0:s1]):
+            a, b = s0 + a, s0 + b
+            core = _CORE.search(text, a, b) if strip_edges and not _CLITIC.fullmatch(text, a, b) else None
+            if core: a, b = core.span()                         # a punctuation-only token stays as it is
+            out.append((text[a:b], a, b))
     return out
 
 # %% ../nbs/04_chair.ipynb
@@ -126,20 +155,33 @@ class Mention:
     end: int
     text: str
 
+CHAIR_MODES = ('kit', 'reference')
+
 class Chair:
-    """CHAIR with a vocabulary and a named singularizer: mentions with spans, ground truth from COCO files, and the
-    metrics."""
-    def __init__(self, vocab:ChairVocab|None=None, singularizer:str='noun'):
+    """CHAIR with a vocabulary, a named singularizer and a mode (`'kit'` or `'reference'`): mentions with spans, ground
+    truth from COCO files, and the metrics."""
+    def __init__(self,
+                 vocab:ChairVocab|None=None, # default: the reference COCO vocabulary
+                 singularizer:str|None=None, # a key of `SINGULARIZERS`; default 'noun'
+                 mode:str='kit'):            # 'kit': count every mention; 'reference': the published tables' reading
+        if mode not in CHAIR_MODES: raise ValueError(f"unknown CHAIR mode {mode!r}; choose from {CHAIR_MODES}")
+        singularizer = singularizer or 'noun'
         if singularizer not in SINGULARIZERS:
             raise ValueError(f"unknown singularizer {singularizer!r}; choose from {sorted(SINGULARIZERS)}")
-        self.vocab, self.singularizer = vocab or ChairVocab.coco(), singularizer
+        if mode == 'reference' and singularizer != 'noun':
+            raise ValueError(f"mode='reference' reads words as the reference does (REFERENCE_SINGULAR, then 'noun'), "
+                             f"not with {singularizer!r}; use mode='kit' for another singularizer")
+        self.vocab, self.singularizer, self.mode = vocab or ChairVocab.coco(), singularizer, mode
         self._sing = SINGULARIZERS[singularizer]
 
     def merged_words(self, caption:str) -> list:
         "The caption's tokens after singularization and the two-word merge, as `(word, start, end)`."
-        # a token that already is a vocabulary word is kept (lemminflect: corgi → corgus)
-        s2o = self.vocab.synonym_to_object
-        toks = [(t if t in s2o else self._sing(t), a, b) for t, a, b in tokenize_with_spans(caption)]
+        s2o, kit = self.vocab.synonym_to_object, self.mode == 'kit'
+        # a token that already is a vocabulary word is kept (lemminflect: corgi → corgus), unless the reference reads
+        # it otherwise (REFERENCE_SINGULAR: bus → bu)
+        ref = {} if kit else REFERENCE_SINGULAR
+        toks = [(ref[t] if t in ref else t if t in s2o else self._sing(t), a, b)
+                for t, a, b in tokenize_with_spans(caption, strip_edges=kit)]
         merged, i, dw = [], 0, self.vocab.double_words
         while i < len(toks):
             pair = ' '.join(t for t, _, _ in toks[i:i + 2])
@@ -215,7 +257,7 @@ def evaluate(chair:Chair, generations, gt:dict, source:str='generations') -> dic
                'recall': hit / tot if tot else 0.0, 'len': n_words / n, 'dup_per_caption': n_dup / n,
                'n_captions': n, 'n_images': len({p['image_id'] for p in per}),
                'n_mentions': n_ment, 'n_hallucinated': n_hall, 'n_empty': n_empty,
-               'singularizer': chair.singularizer, 'vocab': chair.vocab.name,
+               'chair_mode': chair.mode, 'singularizer': chair.singularizer, 'vocab': chair.vocab.name,
                'vocab_fingerprint': chair.vocab.fingerprint(), 'rules': chair.vocab.rules}
     return {**summary, 'per_caption': per}
 

@@ -16,12 +16,12 @@ from . import __version__
 
 # %% auto 0
 __all__ = ['COMMANDS', 'POPE_SPLITS', 'POPE_PARSERS', 'CAPTION_BLEU', 'DESCRIBE_PROMPT', 'CAPTION_PROMPT', 'SHORT_ANSWER',
-           'BENCHMARK_LENGTHS', 'CALIBRATE_KEYWORDS', 'CONFIG_PATH_FIELDS', 'PARSERS', 'cmd_world', 'print_chair',
-           'cmd_eval_chair', 'print_captions', 'cmd_eval_captions', 'print_pope', 'cmd_eval_pope', 'cmd_pope_build',
-           'cmd_pretrain', 'print_pretrain_summary', 'cmd_calibrate', 'train_usage', 'cmd_train', 'print_train_summary',
-           'resolve_eval_model', 'eval_chair_model', 'eval_pope_model', 'eval_captions_model', 'cmd_eval_benchmark',
-           'cmd_merge', 'cmd_report', 'cmd_demo', 'cmd_ablate', 'get_dotted', 'config_paths', 'cmd_info',
-           'build_parser', 'main']
+           'BENCHMARK_LENGTHS', 'CALIBRATE_KEYWORDS', 'CALIBRATE_ROLLOUT_DEFAULTS', 'CONFIG_PATH_FIELDS', 'PARSERS',
+           'cmd_world', 'print_chair', 'cmd_eval_chair', 'print_captions', 'cmd_eval_captions', 'print_pope',
+           'cmd_eval_pope', 'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary', 'calibrate_decoding',
+           'cmd_calibrate', 'train_usage', 'cmd_train', 'print_train_summary', 'resolve_eval_model', 'eval_chair_model',
+           'eval_pope_model', 'eval_captions_model', 'cmd_eval_benchmark', 'cmd_merge', 'cmd_report', 'cmd_demo',
+           'cmd_ablate', 'get_dotted', 'config_paths', 'cmd_info', 'cmd_score', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _opt(p, flag:str, **kw) -> argparse.Action:
@@ -66,6 +66,7 @@ COMMANDS = {  # name: the one line `fisao --help` shows (listed without importin
     'report': 'write report.html for a train run or a demo directory',
     'demo': 'run the ShapeWorld demo',
     'ablate': 'ablation grid: token vs sentence PPO vs trl GRPO/DPO, verifier vs oracle, over seeds',
+    'score': "audit the verifier: each mention's score, N(s), reward and label; --audit: per-object precision/recall",
     'info': 'versions, devices, settings'}
 
 # The library's constants the light parsers show, as literals (tests/test_cli.py checks them against the library)
@@ -116,6 +117,9 @@ def _add_eval_chair_parser(esub) -> None:
          help="two-word rules (default: 'coco' with the COCO table, 'vocab' with --vocab)")
     _opt(c, '--singularizer', default='noun', choices=('noun', 'none'),
          help='singularization strategy (default: noun = lemminflect)')
+    _opt(c, '--chair-mode', default='kit', choices=('kit', 'reference'),
+         help="kit (default: every mention counts) or reference (the published tables' reading: bus, ties never "
+              "counted); recorded as chair_mode")
     _opt(c, '--out', type=Path, help='write the summary JSON here')
     _opt(c, '--per-caption', type=Path, help='write per-caption mentions here (default: next to --out)')
     _opt(c, '--images', type=Path, help='with a model: image folder of --instances (real data)')
@@ -134,7 +138,7 @@ def _add_eval_chair_parser(esub) -> None:
 def print_chair(res:dict, head:str='') -> None:
     "Print a CHAIR result in one header line and one line of numbers (×100)."
     print(f"CHAIR{head} on {res['n_captions']} captions ({res['n_images']} images, {res['n_mentions']} mentions; "
-          f"singularizer={res['singularizer']}, vocab={res['vocab']}):")
+          f"singularizer={res['singularizer']}, mode={res.get('chair_mode', 'kit')}, vocab={res['vocab']}):")
     print(f"  CHAIR_s {100 * res['chair_s']:6.2f}   CHAIR_i {100 * res['chair_i']:6.2f}   "
           f"Recall {100 * res['recall']:6.2f}   Len {res['len']:6.2f}")
 
@@ -152,7 +156,8 @@ def cmd_eval_chair(args) -> dict:
         if not isinstance(g, dict) or 'image_id' not in g or 'caption' not in g:
             raise DataError(f"generations file {args.generations}, record {n}: needs fields 'image_id' and 'caption'")
     rules = args.rules or ('coco' if args.vocab is None else 'vocab')
-    chair = Chair(ChairVocab.from_file(args.vocab or package_vocab_path('coco'), rules), args.singularizer)
+    chair = Chair(ChairVocab.from_file(args.vocab or package_vocab_path('coco'), rules), args.singularizer,
+                  mode=args.chair_mode)
     inst = load_coco(args.instances, 'instances')
     caps = load_coco(args.captions, 'captions') if args.captions else None
     res = evaluate(chair, gens, ground_truth(chair, inst, caps), source=f'generations file {args.generations}')
@@ -331,9 +336,11 @@ def print_pretrain_summary(meta:dict) -> None:
     for name, v, goal in rows: print(f"  {name:<52}{v:9.3f}  {goal}")
 
 # %% ../nbs/13_cli.ipynb
-CALIBRATE_KEYWORDS = ('pretrained', 'quick', 'split', 'model', 'clip', 'instances', 'images', 'vocab', 'singularizer',
-                      'n_images', 'seed', 'template', 'instruction', 'max_new_tokens', 'batch_size', 'dtype',
+CALIBRATE_KEYWORDS = ('pretrained', 'quick', 'split', 'model', 'clip', 'instances', 'images', 'vocab', 'captions',
+                      'singularizer', 'n_images', 'seed', 'template', 'instruction', 'greedy', 'batch_size', 'dtype',
                       'device')  # the flags passed to run_calibration as they are
+# the decoding flags' defaults: fisao.trainconfig.RolloutConfig's (literals: the light parser imports nothing heavy)
+CALIBRATE_ROLLOUT_DEFAULTS = {'max_new_tokens': 40, 'temperature': 1.0, 'top_p': 1.0}
 
 def _add_calibrate_parser(sub) -> None:
     cb = sub.add_parser('calibrate', help=COMMANDS['calibrate'],
@@ -350,28 +357,56 @@ def _add_calibrate_parser(sub) -> None:
     _opt(cb, '--clip', type=Path, help="local CLIP checkpoint directory: the verifier's text tower (real run)")
     _opt(cb, '--instances', type=Path, help='COCO instances JSON of the calibration images (real run)')
     _opt(cb, '--images', type=Path, help='image folder of --instances (real run)')
+    _opt(cb, '--captions', type=Path,
+         help='COCO captions JSON of the calibration images: their objects join the ground truth (CHAIR\'s reference '
+              'protocol, as in fisao eval chair --captions; default: instances only)')
     _opt(cb, '--vocab', type=Path, help="CHAIR vocabulary file (default: the COCO table, or the world's vocab.txt)")
     _opt(cb, '--singularizer', default='noun', choices=('noun', 'none'), help='CHAIR singularizer (default: noun)')
     _opt(cb, '--n-images', type=int, default=0, help='seeded sample of this many images (0 = all; paper: 5000)')
-    _opt(cb, '--seed', type=int, default=0, help='seed of the image sample (default: 0)')
+    _opt(cb, '--seed', type=int, default=0, help='seed of the image sample and of the sampled captions (default: 0)')
     _opt(cb, '--template', default='a photo of a {}',
          help="verifier text template (default: 'a photo of a {}'; '{}' = bare word)")
     _opt(cb, '--instruction', default='Describe the image.',
          help="captioning instruction (default: 'Describe the image.')")
-    _opt(cb, '--max-new-tokens', type=int, default=40, help='caption length limit (default: 40)')
+    d = CALIBRATE_ROLLOUT_DEFAULTS
+    _opt(cb, '--config', type=Path, metavar='YAML',
+         help="a training config YAML: its rollout section sets --max-new-tokens, --temperature, --top-p "
+              "(flags given win)")
+    _opt(cb, '--max-new-tokens', type=int,
+         help=f"caption length limit, as the rollouts' (default: --config's rollout.max_new_tokens, else "
+              f"{d['max_new_tokens']})")
+    _opt(cb, '--temperature', type=float,
+         help=f"sampling temperature, as the rollouts' (default: --config's, else {d['temperature']})")
+    _opt(cb, '--top-p', type=float,
+         help=f"nucleus sampling p, as the rollouts' (default: --config's, else {d['top_p']})")
+    _flag(cb, '--greedy', 'greedy captions instead of sampling them like the rollouts')
     _opt(cb, '--batch-size', type=int, default=100, help='generation batch size (default: 100)')
     _opt(cb, '--dtype', default='fp32', help='model dtype: fp32, bf16, fp16 (default: fp32)')
     _opt(cb, '--device', default=None, help="device_map for the model, e.g. 'cuda:0' (default: CPU)")
     _quiet(cb)
     cb.set_defaults(func=cmd_calibrate)
 
+def calibrate_decoding(args) -> dict:
+    """`{max_new_tokens, temperature, top_p}` of `fisao calibrate`: each flag given, else the rollout section of
+    `--config`, else `TrainConfig`'s rollout defaults."""
+    base = dict(CALIBRATE_ROLLOUT_DEFAULTS)
+    if args.config is not None:
+        from fisao.trainconfig import load_config
+        rollout = load_config(args.config).rollout
+        base = {k: getattr(rollout, k) for k in base}
+    return {k: base[k] if getattr(args, k) is None else getattr(args, k) for k in base}
+
 def cmd_calibrate(args) -> dict:
     "Calibrate the verifier (`fisao.workspace.run_calibration`); print b_c, b_h, AUROC and where the files went."
     from fisao.workspace import run_calibration
-    cal = run_calibration(args.out, progress=not args.quiet, **{k: getattr(args, k) for k in CALIBRATE_KEYWORDS})
+    cal = run_calibration(args.out, progress=not args.quiet, **calibrate_decoding(args),
+                          **{k: getattr(args, k) for k in CALIBRATE_KEYWORDS})
     print(f"calibration on {cal['n_images']} images ({cal['data']}): b_c {cal['b_c']:.4f}  b_h {cal['b_h']:.4f}  "
           f"AUROC {cal['auroc']:.3f}  ({cal['n_correct']} correct, {cal['n_hallucinated']} hallucinated mentions; "
           f"policy CHAIR_i {cal['policy_chair_i']:.3f})")
+    how = '' if cal['decoding'] == 'greedy' else f", temperature {cal['temperature']}, top_p {cal['top_p']}"
+    print(f"captions {cal['decoding']} ({cal['max_new_tokens']} tokens{how}, seed {cal['seed']}); "
+          f"labels from {cal['label_source']}")
     if not cal['separable']:
         print('WARNING: b_c <= b_h: the verifier cannot separate; training will refuse this calibration')
     print(f"calibration → {args.out}\nfigure      → {cal['figure']}")
@@ -384,6 +419,7 @@ def _add_train_flags(p) -> None:
     _flag(p, '--resume', 'continue from the newest complete checkpoint in the run directory')
     _quiet(p)
     _flag(p, '--print-config', 'print the resolved config (YAML) and exit without training')
+    _flag(p, '--check-prompts', 'load the prompts (evaluation images kept out), print how many, exit without training')
 
 def _add_train_parser(sub) -> None:
     tr = sub.add_parser('train', help=COMMANDS['train'], add_help=False, allow_abbrev=False,
@@ -412,6 +448,14 @@ def cmd_train(args) -> dict:
         from fisao.config import config_to_dict, config_yaml
         print(config_yaml(cfg), end='')
         return config_to_dict(cfg)
+    if args.check_prompts:
+        if cfg.data.prompts == 'shapeworld':
+            from fisao.core import ConfigError
+            raise ConfigError('--check-prompts checks the LLaVA-Instruct prompts of a real run (--data.prompts FILE)')
+        from fisao.trainer import load_prompts, prompts_line
+        report = load_prompts(cfg)[1]
+        print(prompts_line(report))
+        return report
     from fisao.trainer import FiSAOTrainer
     trainer = FiSAOTrainer(cfg, resume=args.resume)
     summary = trainer.train()
@@ -522,7 +566,7 @@ def eval_chair_model(args) -> dict:
         rules = args.rules or ('coco' if args.vocab is None else 'vocab')
         vocab = ChairVocab.from_file(args.vocab or package_vocab_path('coco'), rules)
         prompt = args.prompt or DESCRIBE_PROMPT
-    chair = Chair(vocab, args.singularizer)
+    chair = Chair(vocab, args.singularizer, mode=args.chair_mode)
     model, processor, kind = _load_eval_model(args, src)
     inst = load_coco(data['instances'], 'instances')
     caps = load_coco(args.captions, 'captions') if args.captions else None
@@ -819,10 +863,113 @@ def cmd_info(args) -> dict:
     return info
 
 # %% ../nbs/13_cli.ipynb
+def _add_score_parser(sub) -> None:
+    s = sub.add_parser('score', help=COMMANDS['score'],
+                       description='Every object mention of a caption with its span, verifier score s, N(s), the '
+                                   'reward under the reading, a repeat flag and its CHAIR label; --audit: the '
+                                   'verifier\'s per-object precision/recall and reliability over many images.')
+    _opt(s, '--split', default='val', help='ShapeWorld split of the image (default: val)')
+    _opt(s, '--index', type=int, default=0, help='ShapeWorld: the N-th image of --split, in id order (default: 0)')
+    _opt(s, '--caption', help="the caption to score (default: the policy's own greedy caption)")
+    _opt(s, '--dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'), help='policy dtype (default: fp32)')
+    _opt(s, '--calibration', type=Path,
+         help='calibration.json (ShapeWorld default: PRETRAINED/calibration.json, measured once if absent)')
+    _opt(s, '--reading', choices=('threshold', 'normalized', 'sentence'),
+         help="reward reading (default: TrainConfig's, i.e. a default run's)")
+    _flag(s, '--json', 'print one JSON object')
+    _opt(s, '--png', type=Path, help='write the token heatmap of the caption here')
+    _flag(s, '--audit', "the verifier's per-object precision/recall over --n images and a reliability plot")
+    _opt(s, '--n', type=int, default=500, help='--audit: images (default: 500)')
+    _opt(s, '--out', type=Path, help='--audit: write audit.json and reliability.png in this directory')
+    _opt(s, '--pretrained', type=Path, default=Path('runs/pretrain'),
+         help='ShapeWorld tiny models directory (default: runs/pretrain)')
+    _flag(s, '--quick', 'ShapeWorld: the quick tiny models (smoke test)')
+    g = s.add_argument_group('a real model (local paths)')
+    _opt(g, '--model', type=Path, help='policy checkpoint directory (LLaVA-1.5 / InstructBLIP, Hugging Face format)')
+    _opt(g, '--clip', type=Path, help="CLIP directory of the verifier's text tower")
+    _opt(g, '--image', type=Path, help='the image to score')
+    _opt(g, '--instances', type=Path, help="COCO instances JSON: the image's objects (labels); --audit's images")
+    _opt(g, '--images', type=Path, help="--audit: the image folder of --instances")
+    _opt(g, '--vocab', type=Path, help='CHAIR vocabulary file (default: the COCO table)')
+    _opt(g, '--device', default=None, help="device_map for the model, e.g. 'cuda:0' (default: CPU)")
+    s.set_defaults(func=cmd_score)
+
+def _score_setup(args):
+    "The `ScoreSetup` the flags ask for: a real model with --model, else ShapeWorld's tiny models."
+    import dataclasses
+
+    from transformers.utils import logging as hf_logging
+
+    from fisao.score import _preset_reward, model_setup, shapeworld_setup
+    hf_logging.disable_progress_bar()  # the weight-loading bars: the table is the output
+    reward = _preset_reward()
+    if args.reading: reward = dataclasses.replace(reward, reading=args.reading)
+    if args.model is None:
+        return shapeworld_setup(args.pretrained, args.quick, args.calibration, reward, args.dtype)
+    return model_setup(args.model, args.clip, args.calibration, args.vocab, reward, args.dtype, args.device)
+
+def _real_image(args, chair) -> tuple:
+    "`(image, image id, objects present or None)` of `--image`, labelled from `--instances` when given."
+    from fisao.chair import ground_truth
+    from fisao.core import ConfigError
+    from fisao.data import coco_image_id, load_coco, load_image
+    if args.image is None: raise ConfigError('--model needs --image IMAGE (the image to score)')
+    image, name = load_image(args.image), Path(args.image).name
+    if args.instances is None: return image, name, None
+    coco = load_coco(args.instances)
+    ids = [i for i, im in coco.imgs.items() if Path(im['file_name']).name == name] or [coco_image_id(name)]
+    if ids[0] not in coco.imgs: raise ConfigError(f"--image {name} is not an image of {args.instances}")
+    return image, ids[0], ground_truth(chair, coco)[ids[0]]
+
+def cmd_score(args) -> dict:
+    "Score one caption mention by mention (`fisao.score.score_caption`), or audit the verifier (`--audit`)."
+    import json
+
+    from fisao.score import mentions_table, save_heatmap, score_caption, shapeworld_image
+    setup = _score_setup(args)
+    if args.audit: return _score_audit(args, setup)
+    if args.model is None: image, image_id, present = shapeworld_image(args.pretrained, args.split, args.index)
+    else: image, image_id, present = _real_image(args, setup.chair)
+    res = score_caption(setup, image, image_id, args.caption, present)
+    if args.png: save_heatmap(res, args.png)
+    res.pop('sample')
+    print(json.dumps(res) if args.json else mentions_table(res))
+    if args.png and not args.json: print(f"heatmap → {args.png}")
+    return res
+
+def _score_audit(args, setup) -> dict:
+    "`fisao score --audit`: the verifier's per-object table and reliability plot over `--n` images."
+    import json
+
+    from fisao.core import ConfigError, write_json
+    from fisao.score import audit, audit_text, plot_reliability, shapeworld_audit_inputs
+    if args.model is None: ims, ids, gt = shapeworld_audit_inputs(args.pretrained, args.split, args.n)
+    else:
+        if args.instances is None or args.images is None:
+            raise ConfigError('--audit on a real model needs --instances INSTANCES.json and --images DIR')
+        from fisao.chair import ground_truth
+        from fisao.data import image_file, load_coco, load_images
+        coco = load_coco(args.instances)
+        gt = ground_truth(setup.chair, coco)
+        ids = sorted(gt)[:args.n]
+        ims, kept, _ = load_images([image_file(coco, i, args.images) for i in ids])
+        ids = [ids[k] for k in kept]
+    res = audit(setup, ims, ids, gt, progress=not args.json)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.out) / 'audit.json', res)
+        fig = plot_reliability(res)
+        fig.savefig(Path(args.out) / 'reliability.png', dpi=110)
+    summary = {k: v for k, v in res.items() if k != 'mentions'}
+    print(json.dumps(summary) if args.json else audit_text(res))
+    if args.out and not args.json: print(f"→ {Path(args.out) / 'audit.json'}, {Path(args.out) / 'reliability.png'}")
+    return summary
+
+# %% ../nbs/13_cli.ipynb
 PARSERS = {'world': _add_world_parser, 'pretrain': _add_pretrain_parser, 'calibrate': _add_calibrate_parser,
            'train': _add_train_parser, 'eval': _add_eval_parser, 'pope': _add_pope_parser, 'merge': _add_merge_parser,
            'report': _add_report_parser, 'demo': _add_demo_parser, 'ablate': _add_ablate_parser,
-           'info': _add_info_parser}  # in the order `fisao --help` lists them
+           'score': _add_score_parser, 'info': _add_info_parser}  # in the order `fisao --help` lists them
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
     "The `fisao` parser: the subparsers of `commands` (default: all) built in full, the others only listed."

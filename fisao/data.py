@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -18,7 +20,7 @@ from .core import DataError, logger, read_json, require_path
 
 # %% auto 0
 __all__ = ['Skips', 'ImageLoadError', 'load_image', 'load_images', 'validate_coco', 'load_coco', 'image_categories',
-           'image_captions', 'image_file', 'load_llava_instruct']
+           'image_captions', 'image_file', 'load_llava_instruct', 'coco_image_id', 'held_out_image_ids']
 
 # %% ../nbs/03_data.ipynb
 class Skips:
@@ -161,16 +163,18 @@ def image_file(coco:COCO, image_id:int, image_dir) -> Path:
     return Path(image_dir) / coco.imgs[image_id]['file_name']
 
 # %% ../nbs/03_data.ipynb
-def load_llava_instruct(path, n:int|None=None, on_error:str='skip', image_dir=None) -> tuple:
-    """First `n` records of a LLaVA-Instruct JSON file as `[{id, image, prompt}]`; unusable records are skipped and
-    counted. Returns `(records, skips)`."""
+def load_llava_instruct(path, n:int|None=None, on_error:str='skip', image_dir=None, exclude_ids=None) -> tuple:
+    """The first `n` usable records of a LLaVA-Instruct JSON file as `[{id, image, prompt}]`; unusable records, and
+    records whose image's COCO id is in `exclude_ids` (reason `held-out image`), are skipped and counted.
+    Returns `(records, skips)`."""
     _check_on_error(on_error)
     data = read_json(path, 'LLaVA-Instruct file')
     if not isinstance(data, list):
         raise DataError(f"LLaVA-Instruct file {path}: expected a JSON list of records, got {type(data).__name__}")
     if n is not None and n < 1: raise ValueError(f"n must be positive, got {n}")
     skips, out = Skips('LLaVA-Instruct records'), []
-    for i, r in enumerate(data[:n]):
+    for i, r in enumerate(data):
+        if n is not None and len(out) >= n: break
         where = f"{path}: record {i}" + (f" (id {r.get('id')})" if isinstance(r, dict) and 'id' in r else '')
         def bad(reason, msg, where=where):  # `where` bound now: it changes every iteration
             if on_error == 'raise': raise DataError(f"{where} {msg}")
@@ -184,7 +188,42 @@ def load_llava_instruct(path, n:int|None=None, on_error:str='skip', image_dir=No
         if human is None: bad('no human turn', 'has no human turn'); continue
         prompt = human['value'].replace('<image>', '').strip()
         if not prompt: bad('empty prompt', 'has an empty first human turn'); continue
+        if exclude_ids and coco_image_id(r['image']) in exclude_ids:
+            skips.add('held-out image', f"{where}: image {r['image']} is an evaluation image"); continue
         if image_dir is not None and not (Path(image_dir) / r['image']).is_file():
             bad('missing image file', f"image file {Path(image_dir) / r['image']} does not exist"); continue
         out.append({'id': r.get('id', i), 'image': r['image'], 'prompt': prompt})
     return out, skips
+
+# %% ../nbs/03_data.ipynb
+_COCO_NAME = re.compile(r'(?:^|_)(\d{1,12})\.(?:jpe?g|png)$', re.IGNORECASE)
+
+def coco_image_id(name) -> int|None:
+    "The COCO id in an image file name (`COCO_val2014_000000000042.jpg`, `000000000042.jpg` → 42); None if none."
+    m = _COCO_NAME.search(Path(str(name)).name)
+    return int(m.group(1)) if m else None
+
+def _json_records(path) -> list|dict:
+    "A JSON document, or the records of a JSON-lines file (POPE's question files are JSON lines named .json)."
+    text = Path(path).read_text(encoding='utf-8')
+    try: return json.loads(text)
+    except json.JSONDecodeError:
+        try: return [json.loads(l) for l in text.splitlines() if l.strip()]
+        except json.JSONDecodeError as e: raise DataError(f"{path}: neither JSON nor JSON lines ({e})") from None
+
+def held_out_image_ids(paths) -> dict:
+    """`{COCO image id: file that names it}` for every image of the evaluation files `paths`: COCO annotation files
+    (`images[].id`) or question files (records with an `image` file name)."""
+    out = {}
+    for p in paths:
+        data = _json_records(require_path(p, 'evaluation file to keep out of the prompts'))
+        if isinstance(data, dict) and 'image' in data: data = [data]  # JSON lines with one question
+        if isinstance(data, dict) and isinstance(data.get('images'), list):
+            ids = [im.get('id') for im in data['images'] if isinstance(im, dict)]
+        elif isinstance(data, list):
+            ids = [coco_image_id(r['image']) for r in data if isinstance(r, dict) and isinstance(r.get('image'), str)]
+        else: raise DataError(f"{p}: expected a COCO annotation file or a list of questions with 'image' names")
+        ids = [i for i in ids if isinstance(i, int)]
+        if not ids: raise DataError(f"{p}: names no image (no COCO 'images' ids, no 'image' file names)")
+        for i in ids: out.setdefault(i, str(p))
+    return out

@@ -10,18 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import ConfigError, FisaoError, read_json, write_json
+from .trainconfig import METHODS, check_methods, config_from_flat, method_overrides
 
 # %% auto 0
-__all__ = ['METHODS', 'LABELS', 'DemoConfig', 'train_config', 'pope_from_descriptions', 'evaluate_policy', 'run_demo',
-           'print_table']
+__all__ = ['DemoConfig', 'train_config', 'pope_from_descriptions', 'evaluate_policy', 'run_demo', 'print_table']
 
 # %% ../nbs/13a_demo.ipynb
-METHODS = {'fisao_token': {'reward.reading': 'threshold', 'reward.source': 'verifier'},
-           'fisao_sentence': {'reward.reading': 'sentence', 'reward.source': 'verifier'},
-           'oracle_token': {'reward.reading': 'threshold', 'reward.source': 'oracle'}}
-LABELS = {'sft': 'SFT policy', 'fisao_token': 'FiSAO, token-level', 'fisao_sentence': 'FiSAO, sentence-level',
-          'oracle_token': 'oracle reward, token-level'}
-
 @dataclass
 class DemoConfig:
     "Settings of `fisao demo` (every field is a flag of the command)."
@@ -40,13 +34,12 @@ class DemoConfig:
     seed: int = 0
     "seed of PPO, the CHAIR image sample and the POPE questions"
     methods: str = 'fisao_token,fisao_sentence,oracle_token'
-    "comma-separated methods to train (of fisao_token, fisao_sentence, oracle_token)"
+    "comma-separated PPO methods to train (fisao_token, fisao_sentence, oracle_token, oracle_sentence)"
     progress: bool = True
     "progress bars"
 
     def __post_init__(self):
-        bad = [m for m in self.method_list if m not in METHODS]
-        if bad: raise ConfigError(f"unknown demo method(s) {bad}; choose from {', '.join(METHODS)}")
+        check_methods(self.method_list, 'demo.methods', ('ppo',))
         for k in ('steps', 'eval_images', 'pope_images'):
             if getattr(self, k) < 1: raise ConfigError(f"demo.{k} must be >= 1, got {getattr(self, k)}")
 
@@ -56,14 +49,13 @@ class DemoConfig:
 # %% ../nbs/13a_demo.ipynb
 def train_config(dcfg:DemoConfig, method:str):
     "The `TrainConfig` of `method`'s run in the demo directory."
-    from fisao.trainconfig import config_from_flat
     out = Path(dcfg.out)
     kw = {'out': str(out / 'runs' / method), 'model.pretrained': str(out / 'pretrain'),
           'verifier.calibration': str(out / 'calibration.json'), 'seed': dcfg.seed, 'steps': dcfg.steps,
           'optim.lr': dcfg.lr, 'eval.every': 0, 'eval.images': min(100, dcfg.eval_images),
           'log.save_every': dcfg.steps, 'log.samples_every': max(1, dcfg.steps // 4), 'log.progress': dcfg.progress,
           # one GAE λ for all three: the sentence reward must reach the first token
-          'ppo.gae_lambda': 0.95, **METHODS[method]}
+          'ppo.gae_lambda': 0.95, **method_overrides(method)}
     if dcfg.quick:
         kw.update({'model.quick': True, 'steps': 2, 'log.save_every': 2, 'log.samples_every': 1, 'rollout.batch': 16,
                    'ppo.minibatch_size': 8, 'ppo.epochs': 1, 'rollout.max_new_tokens': 24})
@@ -163,7 +155,9 @@ def run_demo(dcfg:DemoConfig) -> dict:
           f"in {out / 'pretrain'} ({stage('pretrain', t0):.0f} s)")
     t0 = time.perf_counter()
     if not (out / 'calibration.json').exists():
-        run_calibration(out / 'calibration.json', pretrained=out / 'pretrain', quick=dcfg.quick, progress=False)
+        # decoded like the runs' rollouts (their length: 24 tokens in the quick demo)
+        run_calibration(out / 'calibration.json', pretrained=out / 'pretrain', quick=dcfg.quick, progress=False,
+                        max_new_tokens=train_config(dcfg, dcfg.method_list[0]).rollout.max_new_tokens)
     cal = read_json(out / 'calibration.json')
     print(f"[2/5 calibrate] b_c {cal['b_c']:.3f}  b_h {cal['b_h']:.3f}  AUROC {cal['auroc']:.3f} on {cal['n_correct']} "
           f"correct / {cal['n_hallucinated']} hallucinated mentions ({stage('calibrate', t0):.0f} s)")
@@ -185,7 +179,8 @@ def run_demo(dcfg:DemoConfig) -> dict:
     timings['total'] = time.perf_counter() - t_all
     res = {'methods': methods, 'timings': timings, 'quick': dcfg.quick, 'config': vars(dcfg).copy(),
            'calibration': {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template',
-                                               'vision_weights_match')},
+                                               'vision_weights_match', 'vision_max_abs_diff', 'decoding',
+                                               'label_source') if k in cal},
            'protocol': {'chair': f'ShapeWorld val, {n_eval} images (seed {dcfg.seed}), greedy, '
                                  f'max_new_tokens {24 if dcfg.quick else 40}, the world instruction',
                         'pope': f'{n_pope} val images × 6 questions per split; answers read from the '
@@ -201,10 +196,11 @@ def run_demo(dcfg:DemoConfig) -> dict:
 
 def print_table(res:dict) -> None:
     "The demo's at-a-glance table (×100 for rates) and the timings."
-    print(f"\n{'':<28}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>6}{'Dup':>6}{'POPE F1':>9}")
+    print(f"\n{'method':<16}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>6}{'Dup':>6}{'POPE F1':>9}")
     for name, r in res['methods'].items():
-        print(f"{LABELS.get(name, name):<28}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}"
+        print(f"{name:<16}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}"
               f"{100 * r['recall']:8.1f}{r['len']:6.1f}{r['dup_per_caption']:6.2f}{100 * r['pope_f1']:9.1f}")
+    print('; '.join(f"{n}: {METHODS[n].label if n in METHODS else 'the SFT policy'}" for n in res['methods']))
     print("(held-out ShapeWorld val; POPE F1 = mean of random/popular/adversarial, answers read from each "
           "policy's description)")
     print('timings: ' + ', '.join(f"{k} {v:.0f}s" for k, v in res['timings'].items()))

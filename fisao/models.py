@@ -358,6 +358,13 @@ def _last_hidden_state(out) -> torch.Tensor:
     if hidden_states is None: hidden_states = out.language_model_outputs.hidden_states  # InstructBLIP nests them
     return hidden_states[-1]
 
+@contextlib.contextmanager
+def _quiet_peft():
+    "peft under transformers 5 warns `is_gradient_checkpointing` is deprecated on every adapter it builds: not ours."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
+        yield
+
 def _check_lora_targets(model, lora:LoraConfig, kind:str) -> None:
     "Refuse a LoRA config that would put adapters outside the language model, before peft injects anything."
     hits = [n for n, _ in model.named_modules() if n and check_target_module_exists(lora, n)]
@@ -386,9 +393,7 @@ class PolicyWithValue(nn.Module):
             raise ConfigError("from_base needs the base model, not a PeftModel (use PolicyWithValue.load)")
         if model_kind(model) != kind: raise ConfigError(f"kind {kind!r} given for a {model_kind(model)} model")
         _check_lora_targets(model, lora, kind)
-        with warnings.catch_warnings():  # transformers 5 deprecation noise from inside peft
-            warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
-            peft_model = get_peft_model(model, lora)
+        with _quiet_peft(): peft_model = get_peft_model(model, lora)
         return cls(peft_model, ValueHead(model.config.text_config.hidden_size, value_dropout), kind)
 
     def forward(self, **inputs) -> tuple:
@@ -457,7 +462,7 @@ def load_adapter(base_model, path, trainable:bool=False) -> PeftModel:
     d = check_adapter_dir(path)
     try:
         cfg = LoraConfig.from_pretrained(str(d))
-        m = PeftModel.from_pretrained(base_model, str(d), is_trainable=trainable, config=cfg)
+        with _quiet_peft(): m = PeftModel.from_pretrained(base_model, str(d), is_trainable=trainable, config=cfg)
     except (RuntimeError, ValueError, KeyError) as e:
         lines = [l.strip() for l in str(e).splitlines() if l.strip()]
         detail = next((l for l in lines if 'size mismatch' in l), lines[0] if lines else type(e).__name__)[:300]
@@ -469,7 +474,7 @@ def load_adapter(base_model, path, trainable:bool=False) -> PeftModel:
     from peft import get_peft_model_state_dict
     from safetensors import safe_open
     with safe_open(str(d / ADAPTER_WEIGHTS), framework='pt') as f: n_saved = len(list(f.keys()))
-    n_loaded = len(get_peft_model_state_dict(m))
+    n_loaded = len(get_peft_model_state_dict(m, save_embedding_layers=False))  # LoRA tensors only, no base-path lookup
     if n_saved and n_loaded != n_saved:
         raise ConfigError(f"LoRA adapter {d} was trained on another base model: it has {n_saved} tensors, this base "
                           f"model takes {n_loaded}")
@@ -525,9 +530,7 @@ def _policy_load(cls, base_model, kind:str, path, trainable:bool=True) -> Policy
     if isinstance(base_model, PeftModel): raise ConfigError("load needs the base model, not a PeftModel")
     if model_kind(base_model) != kind: raise ConfigError(f"kind {kind!r} given for a {model_kind(base_model)} model")
     _check_lora_targets(base_model, LoraConfig.from_pretrained(str(d)), kind)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
-        peft_model = load_adapter(base_model, d, trainable=trainable)
+    peft_model = load_adapter(base_model, d, trainable=trainable)
     value_head = _load_value_head(d / VALUE_HEAD_FILE)
     hidden = base_model.config.text_config.hidden_size
     if value_head.hidden_size != hidden:

@@ -20,14 +20,15 @@ from .core import ConfigError, DataError, logger, logprobs_from_logits, masked_m
 from .rewards import kl_estimate
 
 # %% auto 0
-__all__ = ['Rollout', 'generate_responses', 'response_logprobs', 'entropy_from_logits', 'forward_response', 'score_rollout',
-           'compute_rewards', 'compute_advantages', 'global_masked_moments', 'whiten_advantages', 'explained_variance',
-           'policy_loss', 'value_loss', 'ppo_loss', 'minibatch_indices', 'check_minibatch', 'check_number', 'PPOConfig',
-           'ppo_update']
+__all__ = ['Rollout', 'suppress_logits', 'generate_responses', 'response_logits', 'response_logprobs', 'entropy_from_logits',
+           'forward_response', 'score_rollout', 'scale_mention_scores', 'compute_rewards', 'compute_advantages',
+           'global_masked_moments', 'whiten_advantages', 'explained_variance', 'policy_loss', 'value_clip_range',
+           'value_loss', 'ppo_loss', 'minibatch_indices', 'check_minibatch', 'check_number', 'PPOConfig',
+           'check_distributed', 'ppo_update']
 
 # %% ../nbs/09_ppo.ipynb
 _ROW_FIELDS = ('input_ids', 'attention_mask', 'pixel_values', 'response_mask', 'truncated', 'logprobs', 'ref_logprobs',
-               'values', 'scores', 'rewards', 'advantages', 'returns')
+               'values', 'scores', 'rewards', 'advantages', 'returns', 'last_values')
 _BT_FIELDS = ('logprobs', 'ref_logprobs', 'values', 'scores', 'rewards', 'advantages', 'returns')
 
 @dataclass
@@ -46,6 +47,8 @@ class Rollout:
     advantages: torch.Tensor|None = None    # (B, T) GAE
     returns: torch.Tensor|None = None       # (B, T) advantages + values
     extra: dict|None = None                 # other per-row model inputs, e.g. qformer_input_ids (B, ·)
+    last_values: torch.Tensor|None = None   # (B,) V_old(s_T), the state after each row's last response token
+    suppress_tokens: tuple|None = None      # token ids outside the support of sampling, log-probs and entropy
 
     def __post_init__(self):
         B, L = self.input_ids.shape
@@ -61,6 +64,11 @@ class Rollout:
             if t is not None and t.shape != self.response_mask.shape:
                 raise DataError(f"Rollout.{name} has shape {tuple(t.shape)}, response_mask "
                                 f"{tuple(self.response_mask.shape)}")
+        for name in ('truncated', 'last_values'):
+            t = getattr(self, name)
+            if t is not None and t.shape != (B,):
+                raise DataError(f"Rollout.{name} has shape {tuple(t.shape)}, not ({B},)")
+        if self.suppress_tokens is not None: self.suppress_tokens = tuple(int(i) for i in self.suppress_tokens)
 
     @property
     def prompt_len(self) -> int:
@@ -84,13 +92,13 @@ class Rollout:
         if isinstance(idx, torch.Tensor): idx = idx.to(self.input_ids.device)
         rows = {f: (None if getattr(self, f) is None else getattr(self, f)[idx]) for f in _ROW_FIELDS}
         extra = None if self.extra is None else {k: v[idx] for k, v in self.extra.items()}
-        return Rollout(**rows, extra=extra)
+        return Rollout(**rows, extra=extra, suppress_tokens=self.suppress_tokens)
 
     def to(self, device) -> Rollout:
         "A new `Rollout` with every tensor on `device`."
         moved = {f: (None if getattr(self, f) is None else getattr(self, f).to(device)) for f in _ROW_FIELDS}
         extra = None if self.extra is None else {k: v.to(device) for k, v in self.extra.items()}
-        return Rollout(**moved, extra=extra)
+        return Rollout(**moved, extra=extra, suppress_tokens=self.suppress_tokens)
 
 # %% ../nbs/09_ppo.ipynb
 def _unwrap(policy):
@@ -105,11 +113,23 @@ def _first_eos_mask(response:torch.Tensor, eos_ids:list) -> tuple:
     response_mask = (n_eos_before == 0).long()                                    # (B, T)
     return response_mask, ~is_eos.any(1)
 
+def suppress_logits(logits:torch.Tensor, suppress_tokens=None) -> torch.Tensor:
+    "`logits` (…, V) with the ids `suppress_tokens` at −inf: the one support of sampling, log-probs and entropy."
+    if not suppress_tokens: return logits
+    ids = torch.as_tensor(list(suppress_tokens), dtype=torch.long, device=logits.device)
+    return logits.index_fill(-1, ids, float('-inf'))
+
+class _SupportMask:
+    "A `generate` logits processor that applies `suppress_logits` (custom processors run before temperature and top-p)."
+    def __init__(self, suppress_tokens): self.suppress_tokens = tuple(suppress_tokens)
+    def __call__(self, input_ids, scores): return suppress_logits(scores, self.suppress_tokens)
+
 @torch.no_grad()
 def generate_responses(policy, inputs, max_new_tokens:int, temperature:float=1.0, top_p:float=1.0, do_sample:bool=True,
                        suppress_tokens=None, eos_token_id=None, pad_token_id:int|None=None) -> tuple:
-    """Sample responses to the left-padded prompts `inputs`:
+    """Sample responses to the left-padded prompts `inputs`, `suppress_tokens` outside the support:
     `(input_ids (B, P+T), attention_mask, response_mask (B, T), truncated (B,))`."""
+    from transformers import LogitsProcessorList
     if max_new_tokens < 1: raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if do_sample and not temperature > 0: raise ConfigError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1: raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
@@ -123,8 +143,9 @@ def generate_responses(policy, inputs, max_new_tokens:int, temperature:float=1.0
     eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample
                 else dict(do_sample=False))
+    support = LogitsProcessorList([_SupportMask(suppress_tokens)]) if suppress_tokens else None
     P = inputs['input_ids'].shape[1]
-    out = policy.generate(**inputs, max_new_tokens=max_new_tokens, suppress_tokens=suppress_tokens,
+    out = policy.generate(**inputs, max_new_tokens=max_new_tokens, logits_processor=support,
                           eos_token_id=eos_ids, pad_token_id=pad_token_id, use_cache=True, **sampling)  # (B, P + T)
     response = out[:, P:]                                                              # (B, T)
     response_mask, truncated = _first_eos_mask(response, eos_ids)
@@ -134,24 +155,30 @@ def generate_responses(policy, inputs, max_new_tokens:int, temperature:float=1.0
     return input_ids, attention_mask, response_mask, truncated
 
 # %% ../nbs/09_ppo.ipynb
-def response_logprobs(logits:torch.Tensor, input_ids:torch.Tensor, prompt_len:int,
-                      temperature:float=1.0) -> torch.Tensor:
-    """Log-probs (B, T) of the response tokens `input_ids[:, P:]` under `logits / temperature`.
-    `logits` cover the last L ≥ T+1 columns."""
+def response_logits(logits:torch.Tensor, response_len:int, temperature:float=1.0,
+                    suppress_tokens=None) -> torch.Tensor:
+    """The logits that chose the `response_len` response tokens, as sampling saw them: (B, T, V) float32, the ids
+    `suppress_tokens` at −inf, divided by `temperature`. `logits` end at the sequence's last column."""
     if not temperature > 0: raise ConfigError(f"temperature must be > 0, got {temperature}")
+    L, T = logits.shape[1], response_len
+    if not 0 < T < L: raise DataError(f"logits cover {L} columns; {T} response tokens need at least {T + 1}")
+    resp_logits = logits[:, L - T - 1:L - 1].float()      # (B, T, V): column P-1+t predicts response token t
+    return suppress_logits(resp_logits, suppress_tokens) / temperature
+
+def response_logprobs(logits:torch.Tensor, input_ids:torch.Tensor, prompt_len:int, temperature:float=1.0,
+                      suppress_tokens=None) -> torch.Tensor:
+    """Log-probs (B, T) of the response tokens `input_ids[:, P:]` under `response_logits`.
+    `logits` cover the last L ≥ T+1 columns."""
     L, S, P = logits.shape[1], input_ids.shape[1], prompt_len
-    T, offset = S - P, S - logits.shape[1]           # logits[:, j] belongs to column offset + j
-    if not 0 < P < S or L < T + 1:
-        raise DataError(f"logits cover {L} of {S} columns; prompt_len {P} needs at least {T + 1}")
-    start = P - 1 - offset                            # column P - 1 predicts the first response token
-    resp_logits = logits[:, start:start + T].float() / temperature  # (B, T, V)
-    return logprobs_from_logits(resp_logits, input_ids[:, P:])
+    if not 0 < P < S or L < S - P + 1:
+        raise DataError(f"logits cover {L} of {S} columns; prompt_len {P} needs at least {S - P + 1}")
+    return logprobs_from_logits(response_logits(logits, S - P, temperature, suppress_tokens), input_ids[:, P:])
 
 def entropy_from_logits(logits:torch.Tensor) -> torch.Tensor:
-    "Entropy of softmax(`logits`) along the last dim: (B, T, V) -> (B, T)."
+    "Entropy of softmax(`logits`) along the last dim; −inf logits (suppressed ids) add nothing: (B, T, V) -> (B, T)."
     logits = logits.float()
     pd = torch.softmax(logits, dim=-1)                # (B, T, V)
-    return torch.logsumexp(logits, dim=-1) - (pd * logits).sum(-1)
+    return torch.logsumexp(logits, dim=-1) - (pd * logits.masked_fill(torch.isneginf(logits), 0.0)).sum(-1)
 
 # %% ../nbs/09_ppo.ipynb
 @functools.cache
@@ -162,32 +189,38 @@ def _accepts_logits_to_keep(policy) -> bool:
     return _forward_takes_logits_to_keep(type(_unwrap(policy).model.get_base_model()))
 
 def _as_batch(batch) -> tuple:
-    "`(model inputs, response_mask)` of a `Rollout` or a mapping with the model inputs and `response_mask`."
-    if isinstance(batch, Rollout): return batch.model_inputs(), batch.response_mask
+    """`(model inputs, response_mask, suppress_tokens)` of a `Rollout` or a mapping with the model inputs and
+    `response_mask` (and optionally `suppress_tokens`)."""
+    if isinstance(batch, Rollout): return batch.model_inputs(), batch.response_mask, batch.suppress_tokens
     if not isinstance(batch, Mapping) or 'response_mask' not in batch:
         raise DataError("forward_response needs a Rollout or a mapping with input_ids, attention_mask, pixel_values "
                         "and response_mask")
-    return {k: v for k, v in batch.items() if k != 'response_mask'}, batch['response_mask']
+    inputs = {k: v for k, v in batch.items() if k not in ('response_mask', 'suppress_tokens')}
+    return inputs, batch['response_mask'], batch.get('suppress_tokens')
 
-def forward_response(policy, batch, temperature:float=1.0, entropy_grad:bool=True) -> tuple:
-    "One forward pass over prompt + response: `(logprobs (B, T), values (B, T), entropy (B, T))`."
-    inputs, response_mask = _as_batch(batch)
+def forward_response(policy, batch, temperature:float=1.0, entropy_grad:bool=True, suppress_tokens=None) -> tuple:
+    """One forward pass over prompt + response: `(logprobs (B, T), values (B, T+1), entropy (B, T))` under the
+    support of `suppress_tokens` (default: the batch's); log-probs 0 off the response. `values[:, t]` is V(s_t); the
+    last column V(s_T), after the last token."""
+    inputs, response_mask, batch_suppress = _as_batch(batch)
+    suppress_tokens = batch_suppress if suppress_tokens is None else suppress_tokens
     input_ids, T = inputs['input_ids'], response_mask.shape[1]
     P = input_ids.shape[1] - T
     if _accepts_logits_to_keep(policy):
         inputs = {**inputs, 'logits_to_keep': T + 1}  # LM head on columns P-1 … P+T-1 only
     logits, values = policy(**inputs)                                  # (B, L, V), (B, P+T)
-    logprobs = response_logprobs(logits, input_ids, P, temperature)     # (B, T)
-    values = values[:, P - 1:-1].float()                                # (B, T): V(s_t) at the column that predicts a_t
+    resp_logits = response_logits(logits, T, temperature, suppress_tokens)  # (B, T, V) the sampling distribution
+    logprobs = logprobs_from_logits(resp_logits, input_ids[:, P:])      # (B, T)
+    logprobs = logprobs.masked_fill(response_mask == 0, 0.0)            # pad after EOS is outside the support: −inf
+    values = values[:, P - 1:].float()                                  # (B, T+1): V(s_t) at the column choosing a_t
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        resp_logits = logits[:, logits.shape[1] - T - 1:-1].float() / temperature  # (B, T, V)
         entropy = entropy_from_logits(resp_logits)                      # (B, T)
     return logprobs, values, entropy
 
 @torch.no_grad()
 def score_rollout(policy, rollout:Rollout, temperature:float=1.0, batch_size:int|None=None) -> Rollout:
-    """Fill `rollout.logprobs`, `.values` (adapter on) and `.ref_logprobs` (adapter off), `batch_size` rows at a time.
-    Returns it."""
+    """Fill `rollout.logprobs`, `.values`, `.last_values` (adapter on) and `.ref_logprobs` (adapter off), under
+    `rollout.suppress_tokens`, `batch_size` rows at a time. Returns it."""
     policy = _unwrap(policy)
     n = len(rollout)
     batch_size = batch_size or n
@@ -198,9 +231,13 @@ def score_rollout(policy, rollout:Rollout, temperature:float=1.0, batch_size:int
         lp, v, _ = forward_response(policy, chunk, temperature, entropy_grad=False)
         with policy.reference(): ref_lp, _, _ = forward_response(policy, chunk, temperature, entropy_grad=False)
         logprobs.append(lp); values.append(v); ref_logprobs.append(ref_lp)
-    masked = rollout.response_mask == 0                                 # (B, T)
-    rollout.logprobs, rollout.values, rollout.ref_logprobs = (torch.cat(t).masked_fill(masked, 0.0)
-                                                              for t in (logprobs, values, ref_logprobs))
+    values, mask = torch.cat(values), rollout.response_mask              # (B, T+1), (B, T)
+    T = mask.shape[1]
+    after_last = (mask.long() * torch.arange(1, T + 1, device=mask.device)).amax(1)  # (B,) column after the last token
+    rollout.last_values = values.gather(1, after_last[:, None])[:, 0]   # (B,) V(s_T) of each row
+    masked = mask == 0                                                  # (B, T)
+    rollout.logprobs, rollout.values, rollout.ref_logprobs = (
+        t.masked_fill(masked, 0.0) for t in (torch.cat(logprobs), values[:, :T], torch.cat(ref_logprobs)))
     return rollout
 
 # %% ../nbs/09_ppo.ipynb
@@ -212,12 +249,27 @@ def _check_finite(name:str, x:torch.Tensor, mask:torch.Tensor|None=None) -> None
         where = bad.nonzero()[0].tolist()
         raise DataError(f"{name} has {int(bad.sum())} non-finite values (first at {where})")
 
+def _distributed(accelerator) -> bool: return accelerator is not None and accelerator.num_processes > 1
+
+def _all_sum(x:torch.Tensor, accelerator=None) -> torch.Tensor:
+    "Sum of `x` over processes (`x` itself with one process)."
+    return accelerator.reduce(x.detach().clone(), reduction='sum') if _distributed(accelerator) else x
+
+def scale_mention_scores(scores:torch.Tensor, response_mask:torch.Tensor, accelerator=None,
+                         eps:float=1e-8) -> torch.Tensor:
+    "`scores` (B, T) over the RMS of the non-zero (mention) scores on all processes' response tokens; zeros stay 0."
+    mention = (scores != 0) & response_mask.bool()                       # (B, T)
+    sq, n = _all_sum(torch.stack([(scores ** 2 * mention).sum(), mention.sum().to(scores.dtype)]), accelerator)
+    if n == 0: return scores * response_mask.to(scores.dtype)
+    return scores * mention * torch.rsqrt(sq / n + eps)
+
 def compute_rewards(scores:torch.Tensor, logprobs:torch.Tensor, ref_logprobs:torch.Tensor, response_mask:torch.Tensor,
                     kl_coef:float, kl_estimator:str='k1', missing_eos_penalty:float|None=None,
-                    truncated:torch.Tensor|None=None, length_penalty:float=0.0, whiten_scores:bool=False) -> tuple:
+                    truncated:torch.Tensor|None=None, length_penalty:float=0.0, whiten_scores:bool=False,
+                    accelerator=None) -> tuple:
     """Token rewards `scores − kl_coef·KL` on response tokens, with every shaping term: `(rewards, kl)`, both (B, T).
-    Optional: `scores` whitened over the batch first (no mean shift), `missing_eos_penalty` on a truncated row's
-    last token, `length_penalty` on every response token."""
+    Optional: the mention scores scaled to unit RMS over the batch (`whiten_scores`, all processes with `accelerator`),
+    `missing_eos_penalty` on a truncated row's last token, `length_penalty` on every response token."""
     if not (isinstance(kl_coef, (int, float)) and math.isfinite(kl_coef) and kl_coef >= 0):
         raise ConfigError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
     if missing_eos_penalty is not None:
@@ -231,7 +283,7 @@ def compute_rewards(scores:torch.Tensor, logprobs:torch.Tensor, ref_logprobs:tor
             raise DataError(f"{name} has shape {tuple(t.shape)}, response_mask {tuple(response_mask.shape)}")
         _check_finite(name, t, response_mask)
     mask = response_mask.to(scores.dtype)                                # (B, T)
-    if whiten_scores: scores = masked_whiten(scores, mask, shift_mean=False)
+    if whiten_scores: scores = scale_mention_scores(scores, mask, accelerator)
     kl = kl_estimate(logprobs, ref_logprobs, kl_estimator).to(scores.dtype) * mask
     rewards = (scores - kl_coef * kl) * mask                             # (B, T)
     if missing_eos_penalty:
@@ -243,18 +295,28 @@ def compute_rewards(scores:torch.Tensor, logprobs:torch.Tensor, ref_logprobs:tor
 
 # %% ../nbs/09_ppo.ipynb
 def compute_advantages(values:torch.Tensor, rewards:torch.Tensor, response_mask:torch.Tensor, gamma:float=1.0,
-                       lam:float=0.95) -> tuple:
-    "Masked GAE: `(advantages, returns)` (B, T), zero on masked positions; V after the last response token is 0."
+                       lam:float=0.95, last_values:torch.Tensor|None=None, truncated:torch.Tensor|None=None) -> tuple:
+    """Masked GAE: `(advantages, returns)` (B, T), zero on masked positions. After a row's last response token V is 0
+    (it ended with EOS) or, where `truncated`, `last_values` (V(s_T), the state after that token)."""
     if not 0 <= gamma <= 1: raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
     if not 0 <= lam <= 1: raise ConfigError(f"lam must be in [0, 1], got {lam}")
     for name, t in (('values', values), ('rewards', rewards)):
         if t.shape != response_mask.shape:
             raise DataError(f"{name} has shape {tuple(t.shape)}, response_mask {tuple(response_mask.shape)}")
         _check_finite(name, t, response_mask)
+    if (last_values is None) != (truncated is None):
+        raise ConfigError("compute_advantages needs both last_values and truncated (a truncated row bootstraps from "
+                          "V(s_T)), or neither (every row ended)")
     mask = response_mask.bool()                                          # (B, T)
     values, rewards = values.masked_fill(~mask, 0), rewards.masked_fill(~mask, 0)
     advantages = torch.zeros_like(values)                                # (B, T)
-    next_value = torch.zeros_like(values[:, 0])                          # (B,) V(s_t'), 0 past the end
+    next_value = torch.zeros_like(values[:, 0])                          # (B,) V(s_t'): 0 after an EOS
+    if truncated is not None:
+        if last_values.shape != next_value.shape or truncated.shape != next_value.shape:
+            raise DataError(f"last_values {tuple(last_values.shape)} and truncated {tuple(truncated.shape)} must be "
+                            f"({values.shape[0]},)")
+        _check_finite('last_values', last_values, truncated)
+        next_value = torch.where(truncated.bool(), last_values.to(values.dtype), next_value)  # V(s_T) if cut short
     next_adv = torch.zeros_like(values[:, 0])                            # (B,) Â_t'
     for t in reversed(range(values.shape[1])):
         delta = rewards[:, t] + gamma * next_value - values[:, t]
@@ -267,12 +329,6 @@ def compute_advantages(values:torch.Tensor, rewards:torch.Tensor, response_mask:
     return advantages, returns
 
 # %% ../nbs/09_ppo.ipynb
-def _distributed(accelerator) -> bool: return accelerator is not None and accelerator.num_processes > 1
-
-def _all_sum(x:torch.Tensor, accelerator=None) -> torch.Tensor:
-    "Sum of `x` over processes (`x` itself with one process)."
-    return accelerator.reduce(x.detach().clone(), reduction='sum') if _distributed(accelerator) else x
-
 def global_masked_moments(values:torch.Tensor, mask:torch.Tensor, accelerator=None) -> tuple:
     "`(mean, unbiased var, n)` of `values` where `mask` is 1, over every process's shard."
     mask = mask.to(values.dtype)
@@ -316,6 +372,15 @@ def policy_loss(logprobs:torch.Tensor, old_logprobs:torch.Tensor, advantages:tor
     return pg_loss, {'approx_kl': approx_kl, 'clipfrac': clipfrac}
 
 # %% ../nbs/09_ppo.ipynb
+def value_clip_range(returns:torch.Tensor, response_mask:torch.Tensor, clip_range_value:float=0.2,
+                     relative:bool=True, accelerator=None) -> float:
+    """The value clip c of an update: `clip_range_value` × the RMS of `returns` over the response tokens of all
+    processes (`relative`), else `clip_range_value` itself."""
+    if not relative: return float(clip_range_value)
+    mask = response_mask.to(returns.dtype)
+    sq, n = _all_sum(torch.stack([(returns ** 2 * mask).sum(), mask.sum()]), accelerator)
+    return float(clip_range_value * torch.sqrt(sq / n.clamp_min(1)))
+
 def value_loss(values:torch.Tensor, old_values:torch.Tensor, returns:torch.Tensor, response_mask:torch.Tensor,
                clip_range_value:float=0.2, clip:bool=True, n_tokens=None) -> tuple:
     "PPO's (clipped) value loss ½·max((V−R)², (clip(V, V_old ± c) − R)²): `(vf_loss, stats)` with stats `clipfrac`."
@@ -331,11 +396,12 @@ def value_loss(values:torch.Tensor, old_values:torch.Tensor, returns:torch.Tenso
 def ppo_loss(policy, mb:Rollout, n_tokens=None, clip_eps:float=0.2, clip_range_value:float=0.2, clip_vloss:bool=True,
              vf_coef:float=0.1, ent_coef:float=0.0, temperature:float=1.0) -> tuple:
     """The PPO loss of the minibatch `mb` under the current `policy`: `(loss, stats)`
-    (pg_loss + vf_coef·vf_loss − ent_coef·entropy)."""
-    logprobs, values, entropy = forward_response(policy, mb, temperature, entropy_grad=ent_coef != 0)  # (B, T) each
+    (pg_loss + vf_coef·vf_loss − ent_coef·entropy), under the support of `mb.suppress_tokens`;
+    `clip_range_value` is absolute."""
+    logprobs, values, entropy = forward_response(policy, mb, temperature, entropy_grad=ent_coef != 0)  # values (B, T+1)
     mask = mb.response_mask
     pg_loss, pg_stats = policy_loss(logprobs, mb.logprobs, mb.advantages, mask, clip_eps, n_tokens)
-    vf_loss, vf_stats = value_loss(values, mb.values, mb.returns, mask, clip_range_value, clip_vloss, n_tokens)
+    vf_loss, vf_stats = value_loss(values[:, :-1], mb.values, mb.returns, mask, clip_range_value, clip_vloss, n_tokens)
     entropy_loss = _reduce(entropy, mask, n_tokens)
     loss = pg_loss + vf_coef * vf_loss - ent_coef * entropy_loss
     stats = {'pg_loss': pg_loss.detach(), 'vf_loss': vf_loss.detach(), 'loss': loss.detach(),
@@ -377,11 +443,13 @@ class PPOConfig:
     minibatch_size: int = 32
     "rows per process per optimizer step"
     grad_accum: int = 1
-    "micro-batches per optimizer step (memory, not the update)"
+    "micro-batches per optimizer step (memory, not the update; one process or DDP only)"
     clip_eps: float = 0.2
     "policy ratio clip ε"
     clip_range_value: float = 0.2
-    "value clip range"
+    "value clip range c0: a value moves about c0 × RMS(returns) per update at most (see relative_value_clip)"
+    relative_value_clip: bool = True
+    "c = clip_range_value × RMS of the rollout's returns (λ = 10 rewards: c ≈ 2); False: c = clip_range_value"
     clip_vloss: bool = True
     "clip the value loss"
     vf_coef: float = 0.1
@@ -399,9 +467,9 @@ class PPOConfig:
     gae_lambda: float = 0.95
     "GAE λ"
     whiten_rewards: bool = False
-    "whiten the token scores over the rollout batch (no mean shift) before the KL penalty"
+    "scale the mention scores (non-zero) to unit RMS over the rollout batch before the KL penalty; zeros stay 0"
     missing_eos_penalty: float = 0.0
-    "subtracted on the last token of a response without EOS (0 = off)"
+    "subtracted on the last token of a response without EOS (0 = off); such rows bootstrap from V(s_T) either way"
     length_penalty: float = 0.0
     "subtracted on every response token (0 = off)"
 
@@ -418,11 +486,30 @@ class PPOConfig:
 
 # %% ../nbs/09_ppo.ipynb
 _REQUIRED = ('logprobs', 'values', 'advantages', 'returns')
+_DDP_TYPES = ('NO', 'MULTI_CPU', 'MULTI_GPU')
+
+def check_distributed(distributed_type, grad_accum:int=1) -> None:
+    """Refuse an accelerate `distributed_type` under which `ppo_update` cannot take one optimizer step per minibatch
+    of `grad_accum` micro-batches, clip the actor and the critic apart and skip a non-finite step (all but NO/DDP)."""
+    name = getattr(distributed_type, 'name', distributed_type)
+    if name is None or name in _DDP_TYPES: return
+    why = ("DeepSpeed steps its engine inside accelerator.backward after every micro-batch, clipping all gradients "
+           "with one norm" if name == 'DEEPSPEED' else f"{name} clips all parameters with one norm inside its engine")
+    raise ConfigError(f"accelerate distributed_type {name} is not supported by the PPO update: {why}, so "
+                      f"ppo.grad_accum ({grad_accum}) micro-batches per optimizer step, ppo.max_grad_norm applied to "
+                      "the actor and the critic apart, and the skip of a non-finite step cannot hold. Run on one "
+                      "process or with DDP: accelerate launch --config_file configs/accelerate/4xa100.yaml "
+                      "(distributed_type MULTI_GPU)")
 
 def _check_ppo_args(rollout, cfg:PPOConfig, accelerator):
-    """Fail loudly on a rollout that `cfg` cannot split, an accelerator that accumulates itself,
+    """Fail loudly on a rollout that `cfg` cannot split, an accelerator that accumulates or steps itself,
     or an incomplete rollout."""
     check_minibatch(len(rollout), cfg.minibatch_size, 'the number of rollout rows')
+    if accelerator is not None: check_distributed(accelerator.distributed_type, cfg.grad_accum)
+    if torch.is_autocast_cache_enabled() and any(torch.is_autocast_enabled(d) for d in ('cpu', 'cuda')):
+        raise ConfigError("ppo_update runs inside a torch.autocast context, which keeps its casts of the weights until "
+                          "it exits: every minibatch would run the weights the update started with. Cast per forward "
+                          "instead (accelerate's mixed_precision does), or use autocast(..., cache_enabled=False)")
     if accelerator is not None and accelerator.gradient_accumulation_steps != 1:
         raise ConfigError("create the Accelerator with gradient_accumulation_steps=1 (got "
                           f"{accelerator.gradient_accumulation_steps}); ppo_update accumulates itself (grad_accum)")
@@ -433,11 +520,8 @@ def _check_ppo_args(rollout, cfg:PPOConfig, accelerator):
 
 def _clip_grad_norms(actor:list, critic:list, max_norm:float|None, accelerator=None) -> tuple:
     """Clip the actor's and the critic's gradients to `max_norm` each (None: measure only).
-    `(actor norm, critic norm)` before clipping."""
+    `(actor norm, critic norm)` before clipping. One process or DDP (`check_distributed`): whole grads in `.grad`."""
     clip_to = max_norm if max_norm is not None else float('inf')
-    if accelerator is not None and accelerator.distributed_type.name not in ('NO', 'MULTI_CPU', 'MULTI_GPU'):
-        # DeepSpeed / FSDP clip inside their engines over all parameters: one joint norm (the critic's reported as 0)
-        return accelerator.clip_grad_norm_(actor + critic, clip_to), torch.zeros(())
     # fp16: unscale once per step (a second unscale_ raises)
     if accelerator is not None: accelerator.unscale_gradients()
     return tuple(torch.nn.utils.clip_grad_norm_(ps, clip_to) if ps else torch.zeros(()) for ps in (actor, critic))
@@ -495,13 +579,14 @@ def ppo_update(policy, optimizer, rollout:Rollout, cfg:PPOConfig, *, temperature
     t0 = time.perf_counter()
     _check_ppo_args(rollout, cfg, accelerator)
     world = accelerator.num_processes if accelerator is not None else 1
-    loss_kw = dict(clip_eps=cfg.clip_eps, clip_range_value=cfg.clip_range_value, clip_vloss=cfg.clip_vloss,
-                   vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, temperature=temperature)
     b_mask = rollout.response_mask                                       # (B, T)
     with torch.no_grad():
         ev = explained_variance(rollout.values, rollout.returns, b_mask, accelerator)
         b_advantages = (whiten_advantages(rollout.advantages, b_mask, accelerator) if cfg.norm_adv
                         else rollout.advantages * b_mask)
+        clip_v = value_clip_range(rollout.returns, b_mask, cfg.clip_range_value, cfg.relative_value_clip, accelerator)
+    loss_kw = dict(clip_eps=cfg.clip_eps, clip_range_value=clip_v, clip_vloss=cfg.clip_vloss,
+                   vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, temperature=temperature)
     data = dataclasses.replace(rollout, advantages=b_advantages)
     was_training = policy.training
     policy.train(False)                                                  # no dropout: ratio ≡ 1 at the first step
@@ -528,6 +613,7 @@ def ppo_update(policy, optimizer, rollout:Rollout, cfg:PPOConfig, *, temperature
     finally:
         policy.train(was_training)
     stats = _update_stats(sums, ev, n_steps, skips, world, accelerator)
+    stats['val/clip_range'] = clip_v
     if stopped is not None: stats['policy/early_stopped_epoch'] = stopped
     stats['time/update'] = time.perf_counter() - t0
     return stats

@@ -25,7 +25,7 @@ LLAVA15_7B = {
     'eval.instances': 'data/coco/annotations/instances_val2014.json', 'eval.image_dir': 'data/coco/val2014',
     'eval.images': 500,
     'eval.every': 25, 'log.save_every': 25, 'kl.coef': 0.05, 'optim.value_lr': 1e-5, 'optim.schedule': 'constant',
-    'ppo.ent_coef': 0.0, 'reward.reading': 'normalized', 'ppo.gae_lambda': 0.95}
+    'ppo.ent_coef': 0.0, 'reward.reading': 'normalized', 'ppo.gae_lambda': 0.95, 'ppo.missing_eos_penalty': 10.0}
 "the LLaVA-1.5-7B run: dotted overrides of `TrainConfig()`"
 
 INSTRUCTBLIP_13B = {**LLAVA15_7B, 'out': 'runs/instructblip_13b', 'model.path': 'models/instructblip-vicuna-13b',
@@ -55,14 +55,20 @@ _PRESET_NOTES = {  # dotted path -> where its value comes from (both presets; `_
     'data.prompts': '[card] LLaVA-Instruct-150k (llava_instruct_150k.json), the first n_prompts records',
     'data.image_dir': '[ours] COCO train2017: the folder LLaVA-Instruct\'s image file names refer to',
     'data.n_prompts': '[card] the first 8k prompts',
+    'data.exclude': '[ours] auto = the images of eval.instances (COCO val2014) are passed over: train2017, where '
+                    'the prompts point, holds them under the same ids',
     'verifier.template': f'{_UNVERIFIED} the verifier\'s text template (the paper gives none)',
     'verifier.calibration': '`fisao calibrate` on 5,000 COCO train images [card]; the paper scripts use train2014 '
                             '(disjoint from val2014) [ours]',
     'reward.reading': f'{_UNVERIFIED} the paper\'s Eq. 8 is not recoverable; normalized = lam * (N(s) - xi)',
     'reward.xi': '[card] xi = 0.2',
     'reward.lam': '[card] lambda = 10',
-    'reward.repetition_guard': f'{_UNVERIFIED} not in the paper (a prototype learned to repeat objects without it)',
-    'reward.repeat_reward': f'{_UNVERIFIED} not in the paper (= -lam)',
+    'reward.repetition_guard': f'{_UNVERIFIED} not in the paper: only a first mention may pay (a prototype learned to '
+                               'repeat objects without it); repeats and loops capped as below',
+    'reward.repeat_reward': f'{_UNVERIFIED} not in the paper: an object named again ("a man ... the man") earns '
+                            'min(r, 0): nothing if present, its own penalty if hallucinated (was -lam before issue 16)',
+    'reward.loop_reward': f'{_UNVERIFIED} not in the paper: a loop earns min(r, -lam): the same object phrase again '
+                          'right after itself, re-listed with a/an in one sentence, or in a repeated sentence',
     'reward.placement': f'{_UNVERIFIED} a mention\'s reward on its last sub-token',
     'rollout.batch': f'{_UNVERIFIED} prompts per process per PPO step: 64 per step on 4 GPUs (the paper gives no batch '
                      'size)',
@@ -70,7 +76,12 @@ _PRESET_NOTES = {  # dotted path -> where its value comes from (both presets; `_
     'rollout.temperature': f'{_UNVERIFIED} rollout sampling (the paper gives none)',
     'ppo.epochs': '[card] 4 PPO epochs per batch',
     'ppo.minibatch_size': f'{_UNVERIFIED} rows per process per optimizer step',
-    'ppo.grad_accum': f'{_UNVERIFIED} micro-batches per optimizer step (memory, not the update)',
+    'ppo.grad_accum': f'{_UNVERIFIED} micro-batches per optimizer step (memory, not the update); one process or DDP '
+                      '(fisao refuses DeepSpeed: it would skip the separate actor/critic clipping)',
+    'ppo.relative_value_clip': f'{_UNVERIFIED} value clip in units of the returns\' RMS (returns are of order '
+                               'lambda = 10)',
+    'ppo.missing_eos_penalty': f'{_UNVERIFIED} = lambda on a response cut at max_new_tokens (usually a loop): ending '
+                               'beats running on; truncated rows bootstrap from V(s_T)',
     'ppo.clip_eps': f'{_UNVERIFIED} standard token-level PPO',
     'ppo.vf_coef': f'{_UNVERIFIED} standard token-level PPO',
     'ppo.ent_coef': f'{_UNVERIFIED} no entropy bonus (the ShapeWorld preset uses 0.01)',
@@ -98,7 +109,7 @@ _PRESET_EXTRA = {
         'model.clip': f'{_UNVERIFIED} a separate CLIP ViT-L/14 (both towers) is the verifier: InstructBLIP\'s EVA-CLIP '
                       'vision tower has no text tower',
         'ppo.grad_accum': f'{_UNVERIFIED} 2 micro-batches of 2 rows: 13B activations at 512 tokens (estimate, not '
-                          'measured)'},
+                          'measured); DDP, not DeepSpeed'},
 }
 
 # %% ../nbs/09b_presets.ipynb

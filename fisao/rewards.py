@@ -5,7 +5,9 @@
 # %% ../nbs/08_rewards.ipynb 3
 from __future__ import annotations
 
+import bisect
 import math
+import re
 import time
 from dataclasses import dataclass
 
@@ -15,10 +17,10 @@ import torch
 from .core import ConfigError, DataError, logger
 
 # %% auto 0
-__all__ = ['READINGS', 'SOURCES', 'PLACEMENTS', 'KL_ESTIMATORS', 'RewardConfig', 'check_baselines', 'normalize_scores',
-           'reading_reward', 'repetition_guard', 'token_char_spans', 'mention_token_positions', 'response_rewards',
-           'rewards_to_tensor', 'RewardOutput', 'FineGrainedReward', 'plot_calibration', 'plot_token_rewards',
-           'kl_estimate', 'FixedKLController', 'AdaptiveKLController']
+__all__ = ['READINGS', 'SOURCES', 'PLACEMENTS', 'DETERMINERS', 'KL_ESTIMATORS', 'RewardConfig', 'check_baselines',
+           'normalize_scores', 'reading_reward', 'text_words', 'loop_flags', 'repetition_guard', 'token_char_spans',
+           'mention_token_positions', 'response_rewards', 'rewards_to_tensor', 'RewardOutput', 'FineGrainedReward',
+           'plot_calibration', 'plot_token_rewards', 'kl_estimate', 'FixedKLController', 'AdaptiveKLController']
 
 # %% ../nbs/08_rewards.ipynb
 READINGS, SOURCES, PLACEMENTS = ('normalized', 'threshold', 'sentence'), ('verifier', 'oracle'), ('last', 'spread')
@@ -36,10 +38,14 @@ class RewardConfig:
     lam: float = 10.0
     "scale λ (paper: 10)"
     repetition_guard: bool = True
-    "only an object's first mention may earn a positive reward; repeats earn at most `repeat_reward`"
-    repeat_reward: float = -10.0
-    ("ceiling (≤ 0) of a repeated mention's reward: it gets min(r, repeat_reward); "
-     "−10 = −λ, below a typical hallucination (−λξ = −2 at b_h)")
+    ("only an object's first mention may earn a positive reward: a repeat earns min(r, `repeat_reward`), a loop "
+     "min(r, `loop_reward`); off: every mention earns its reading (the `repeat`/`loop` flags are still recorded)")
+    repeat_reward: float = 0.0
+    ("ceiling (≤ 0) of a repeated mention's reward (an object named again, e.g. 'a man … the man'): 0 = no pay for a "
+     "present object, its own penalty for a hallucinated one; −10 (= −λ) was the rule before issue 16")
+    loop_reward: float = -10.0
+    ("ceiling (≤ 0) of a loop's reward (a degenerate repeat, `loop_flags`): −10 = −λ, at least a hallucination's cost, "
+     "so ending the caption beats looping")
     placement: str = 'last'
     "`last`: the mention's reward on its last sub-token; `spread`: divided evenly over its sub-tokens"
     drop_cut_mentions: bool = True
@@ -53,6 +59,8 @@ class RewardConfig:
         if not self.lam > 0: raise ConfigError(f"reward.lam must be > 0, got {self.lam}")
         if self.repeat_reward > 0:
             raise ConfigError(f"reward.repeat_reward must be <= 0 (a repeat may never pay), got {self.repeat_reward}")
+        if self.loop_reward > 0:
+            raise ConfigError(f"reward.loop_reward must be <= 0 (a loop may never pay), got {self.loop_reward}")
 
 # %% ../nbs/08_rewards.ipynb
 def check_baselines(b_c:float, b_h:float) -> None:
@@ -76,13 +84,52 @@ def reading_reward(normalized:np.ndarray, cfg:RewardConfig) -> np.ndarray:
     return cfg.lam * (n - cfg.xi)
 
 # %% ../nbs/08_rewards.ipynb
-def repetition_guard(objects:list, rewards:np.ndarray, repeat_reward:float) -> tuple:
-    """Cap the reward of every mention whose object was already mentioned at `repeat_reward` (≤ 0):
-    `(rewards, is_repeat)`."""
+_WORD, _SENTENCE_END = re.compile(r"[A-Za-z0-9]+"), re.compile(r"(?:[.!?]+(?=\s|$)|\n)\s*")
+DETERMINERS = frozenset('a an the this that these those another other his her its their my your our'.split())
+
+def text_words(text:str) -> tuple:
+    """The words of `text`, `[(start, end, lower-cased word)]` (punctuation is no word), and each word's sentence
+    index (sentences end at `.`/`!`/`?` before a space or the end, or at a line break)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+    return words, [bisect.bisect_right(ends, a) for a, _, _ in words]
+
+def _phrase_start(ws:list, sent:list, first:int, lookback:int) -> int:
+    "Index of the nearest determiner within `lookback` words before word `first`, in its sentence; else `first`."
+    for j in range(first - 1, max(-1, first - 1 - lookback), -1):
+        if sent[j] != sent[first]: break
+        if ws[j] in DETERMINERS: return j
+    return first
+
+def loop_flags(text:str, spans:list, objects:list, lookback:int=3) -> list:
+    """Which mentions (character `spans`, categories `objects`, in order) are loops: an earlier mention of the same
+    object has the same phrase and no word lies between them, or both share a sentence and the phrase starts with
+    a/an, or the mention's sentence repeats the earlier one's word for word."""
+    words, sent = text_words(text)
+    ws = [w for _, _, w in words]
+    sentences = {}  # sentence index -> its words
+    for w, s in zip(ws, sent): sentences.setdefault(s, []).append(w)
+    flags, seen = [], {}  # seen: object -> [(phrase, first word, last word, sentence)] of its earlier mentions
+    for (start, end), o in zip(spans, objects):
+        idx = [k for k, (a, b, _) in enumerate(words) if a < end and b > start]  # the mention's words
+        if not idx: flags.append(False); continue
+        first, last, s = _phrase_start(ws, sent, idx[0], lookback), idx[-1], sent[idx[-1]]
+        phrase = tuple(ws[first:last + 1])
+        flags.append(any(ph == phrase and (e == first - 1 or (t == s and phrase[0] in ('a', 'an'))
+                                           or (t != s and sentences[t] == sentences[s]))
+                         for ph, _, e, t in seen.get(o, [])))
+        seen.setdefault(o, []).append((phrase, first, last, s))
+    return flags
+
+def repetition_guard(objects:list, rewards:np.ndarray, repeat_reward:float=0.0, loops:list|None=None,
+                     loop_reward:float=-10.0) -> tuple:
+    """Cap the reward of every mention whose object was already mentioned: min(r, `repeat_reward`), or
+    min(r, `loop_reward`) for a loop (`loops[k]`, see `loop_flags`): `(rewards, is_repeat)`."""
     rewards, seen, is_repeat = np.array(rewards, dtype=np.float64), set(), []
+    loops = [False] * len(objects) if loops is None else loops
     for k, o in enumerate(objects):
         is_repeat.append(o in seen); seen.add(o)
-        if is_repeat[-1]: rewards[k] = min(rewards[k], repeat_reward)
+        if is_repeat[-1]: rewards[k] = min(rewards[k], loop_reward if loops[k] else repeat_reward)
     return rewards, is_repeat
 
 # %% ../nbs/08_rewards.ipynb
@@ -102,8 +149,10 @@ def token_char_spans(tokenizer, ids) -> tuple:
             return text, spans
     prev = 0  # fallback: the span of token j is what decoding ids[:j+1] adds to decoding ids[:j]
     for j, k in enumerate(keep):
-        cur = min(len(text), max(prev, len(tokenizer.decode(kept[:j + 1], skip_special_tokens=True,
-                                                            clean_up_tokenization_spaces=False))))
+        # a prefix that ends inside a multi-byte character (byte-fallback pieces) decodes to one U+FFFD per byte so far:
+        # those bytes add no character yet; the piece that completes the character gets its span
+        part = tokenizer.decode(kept[:j + 1], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        cur = min(len(text), max(prev, len(part.rstrip('\ufffd'))))
         spans[k] = (prev, cur); prev = cur
     return text, spans
 
@@ -112,9 +161,9 @@ def mention_token_positions(spans:list, start:int, end:int) -> list:
     return [k for k, (a, b) in enumerate(spans) if b > a and a < end and b > start]
 
 # %% ../nbs/08_rewards.ipynb
-def response_rewards(mentions:list, scores:list, spans:list, text_len:int, cal:dict, cfg:RewardConfig,
+def response_rewards(mentions:list, scores:list, spans:list, text:str, cal:dict, cfg:RewardConfig,
                      labels:list|None=None, truncated:bool=False) -> list:
-    """Reward records (one dict per mention) for one response under `cfg`.
+    """Reward records (one dict per mention) for one response `text` under `cfg`.
     `labels` ('correct'/'hallucinated') are needed for the oracle."""
     if cfg.source == 'oracle' and labels is None:
         raise ConfigError("reward.source='oracle' needs ground-truth labels for every mention")
@@ -126,17 +175,20 @@ def response_rewards(mentions:list, scores:list, spans:list, text_len:int, cal:d
         if cfg.source == 'oracle': n = 1.0 if labels[k] == 'correct' else 0.0
         else: n = float(normalize_scores([s], cal['b_c'], cal['b_h'])[0]) if math.isfinite(s) else float('nan')
         skip = 'nan_score' if not math.isfinite(n) else ('cut' if truncated and cfg.drop_cut_mentions
-                                                         and m.end >= text_len else None)
+                                                         and m.end >= len(text) else None)
         recs.append({'word': m.word, 'object': m.object, 'start': m.start, 'end': m.end, 'score': s, 'normalized': n,
                      'label': None if labels is None else labels[k], 'skip': skip,
                      'reward': 0.0 if skip else float(reading_reward([n], cfg)[0]),
                      'tokens': mention_token_positions(spans, m.start, m.end)})
     kept = [r for r in recs if r['skip'] is None]
-    if cfg.repetition_guard and kept:
-        guarded, rep = repetition_guard([r['object'] for r in kept], [r['reward'] for r in kept], cfg.repeat_reward)
-        for r, g, f in zip(kept, guarded, rep): r['reward'], r['repeat'] = float(g), f
+    objects = [r['object'] for r in kept]
+    loops = loop_flags(text, [(r['start'], r['end']) for r in kept], objects)
+    guarded, rep = repetition_guard(objects, [r['reward'] for r in kept], cfg.repeat_reward, loops, cfg.loop_reward)
+    for r, g, f, lp in zip(kept, guarded, rep, loops):
+        r['repeat'], r['loop'] = f, lp
+        if cfg.repetition_guard: r['reward'] = float(g)
     for r in recs:
-        r.setdefault('repeat', False)
+        r.setdefault('repeat', False); r.setdefault('loop', False)
         if r['skip'] is None and not r['tokens']: r['skip'], r['reward'] = 'unaligned', 0.0
     return recs
 
@@ -168,9 +220,10 @@ class RewardOutput:
     texts: list
     "decoded responses"
     records: list
-    "per response, one dict per mention: word, object, span, score, normalized, label, reward, repeat, skip, tokens"
+    ("per response, one dict per mention: word, object, span, score, normalized, label, reward, repeat, loop, skip, "
+     "tokens")
     stats: dict
-    "batch statistics (mentions, duplicates, verifier sign accuracy, skips, timings)"
+    "batch statistics (mentions, duplicates, loops, verifier sign accuracy, skips, timings)"
 
 class FineGrainedReward:
     "Token-level FiSAO rewards for a batch of responses: CHAIR mentions → verifier scores → reading → guard → (B, T)."
@@ -210,7 +263,7 @@ class FineGrainedReward:
             scores = self.verifier.score(images, [[m.word for m in ms] for ms in mentions], keys=list(image_ids))
         else: scores = [None] * B
         t2 = time.perf_counter()
-        records = [response_rewards(ms, sc, spans, len(text), self.cal, self.cfg, lab, tr)
+        records = [response_rewards(ms, sc, spans, text, self.cal, self.cfg, lab, tr)
                    for ms, sc, (text, spans), lab, tr
                    in zip(mentions, scores, decoded, labels or [None] * B, truncated)]
         tensor = rewards_to_tensor(records, response_mask, self.cfg)
@@ -224,6 +277,7 @@ class FineGrainedReward:
         live = [r for r in flat if r['skip'] is None]
         st = {'n_mentions': len(flat), 'dup_per_caption': n_dup / max(1, len(records)),
               'mentions_per_caption': len(flat) / max(1, len(records)),
+              'loops_per_caption': sum(r['loop'] for r in flat) / max(1, len(records)),
               'mean_mention_reward': float(np.mean([r['reward'] for r in live])) if live else 0.0,
               **{f'n_{k}': sum(r['skip'] == k for r in flat) for k in ('cut', 'nan_score', 'unaligned')}}
         labelled = [r for r in live if r['label'] is not None]

@@ -147,12 +147,14 @@ def check_checkpoint(ckpt, world_size:int|None=None) -> Path:
                                "from the checkpoint before it")
     return ck
 
-def preflight(cfg, resume:bool=False, world_size:int=1) -> None:
-    """Check the paths, calibration and resume checkpoint of the `TrainConfig` `cfg` before any model loads.
-    An error names the first problem."""
+def preflight(cfg, resume:bool=False, world_size:int=1, distributed_type=None) -> None:
+    """Check the launch (accelerate's `distributed_type`), paths, calibration and resume checkpoint of the `TrainConfig`
+    `cfg` before any model loads. An error names the first problem."""
     from fisao.core import require_safetensors
     from fisao.models import detect_kind
+    from fisao.ppo import check_distributed
     from fisao.verifier import load_calibration
+    check_distributed(distributed_type, cfg.ppo.grad_accum)  # DeepSpeed would step per micro-batch: refused
     m, d, ev = cfg.model, cfg.data, cfg.eval
     if m.path:
         if not m.clip: raise ConfigError("a real run (model.path set) needs model.clip: the local CLIP checkpoint of "

@@ -13,8 +13,9 @@ from .ppo import PPOConfig, check_minibatch, check_number
 from .rewards import RewardConfig
 
 # %% auto 0
-__all__ = ['FLAT_KEYS', 'ModelConfig', 'DataConfig', 'VerifierConfig', 'RolloutConfig', 'OptimConfig', 'LoraSettings', 'KLConfig',
-           'EvalConfig', 'LogConfig', 'TrainConfig', 'load_config', 'config_from_flat', 'train_help']
+__all__ = ['FLAT_KEYS', 'METHODS', 'OLD_METHOD_NAMES', 'ModelConfig', 'DataConfig', 'VerifierConfig', 'RolloutConfig',
+           'OptimConfig', 'LoraSettings', 'KLConfig', 'EvalConfig', 'LogConfig', 'TrainConfig', 'load_config',
+           'config_from_flat', 'train_help', 'held_out_files', 'Method', 'check_methods', 'method_overrides']
 
 # %% ../nbs/09a_trainconfig.ipynb
 _DTYPES = ('fp32', 'float32', 'bf16', 'bfloat16', 'fp16', 'float16')
@@ -52,9 +53,12 @@ class DataConfig:
     vocab: str = ''
     "CHAIR vocabulary file (default: the world's vocab.txt on ShapeWorld, the COCO table otherwise)"
     n_prompts: int = 8000
-    "first N prompt records (paper: 8k of LLaVA-Instruct-150k)"
+    "first N usable prompt records (paper: 8k of LLaVA-Instruct-150k)"
     instruction: str = 'Describe the image.'
     "ShapeWorld prompt instruction"
+    exclude: str = 'auto'
+    ("evaluation files whose images are kept out of the prompts, by COCO id (2014 and 2017 file names alike): "
+     "comma-separated COCO annotation or POPE question files; `auto` = `eval.instances`; '' = none")
 
     def __post_init__(self):
         if self.n_prompts < 0: raise ConfigError(f"data.n_prompts must be >= 0, got {self.n_prompts}")
@@ -282,3 +286,53 @@ def train_help(prog:str='fisao train') -> str:
                                 'flag --section.field (kebab-case); a YAML file (--config) nests the same sections.')
     add_config_args(p, TrainConfig)
     return p.format_help()
+
+# %% ../nbs/09a_trainconfig.ipynb
+def held_out_files(cfg:TrainConfig) -> list:
+    "The evaluation files whose images `cfg`'s prompts must not use (`data.exclude`; `auto` = `eval.instances`)."
+    spec = cfg.eval.instances if cfg.data.exclude == 'auto' else cfg.data.exclude
+    return [s.strip() for s in str(spec or '').split(',') if s.strip()]
+
+# %% ../nbs/09a_trainconfig.ipynb
+@dataclass(frozen=True)
+class Method:
+    "One alignment method: optimiser × credit × reward source, and how tables label it."
+    optimiser: str
+    "ppo (FiSAOTrainer) | grpo (trl GRPOTrainer) | dpo (trl DPOTrainer)"
+    credit: str
+    "token (a reward on each object token) | sentence (their sum, on the last token)"
+    reward: str
+    "verifier | oracle"
+    label: str
+    "the row label of printed tables"
+
+METHODS = {
+    'fisao_token': Method('ppo', 'token', 'verifier', 'FiSAO, token-level'),
+    'fisao_sentence': Method('ppo', 'sentence', 'verifier', 'FiSAO, sentence-level'),
+    'oracle_token': Method('ppo', 'token', 'oracle', 'oracle reward, token-level'),
+    'oracle_sentence': Method('ppo', 'sentence', 'oracle', 'oracle reward, sentence-level'),
+    'grpo': Method('grpo', 'sentence', 'verifier', 'trl GRPO, verifier reward'),
+    'grpo_oracle': Method('grpo', 'sentence', 'oracle', 'trl GRPO, oracle reward'),
+    'dpo': Method('dpo', 'sentence', 'verifier', 'trl DPO, verifier-ranked pairs'),
+    'dpo_oracle': Method('dpo', 'sentence', 'oracle', 'trl DPO, oracle-ranked pairs')}
+"every method name the kit prints, in the order tables list them"
+
+# the ablation's names before the methods had one table (its cells were optimiser-reward)
+OLD_METHOD_NAMES = {'ppo_token': ('fisao_token', 'oracle_token'), 'ppo_sentence': ('fisao_sentence', 'oracle_sentence'),
+                    'grpo': ('grpo', 'grpo_oracle'), 'dpo': ('dpo', 'dpo_oracle')}
+
+def check_methods(names:list, field:str, optimisers:tuple=('ppo', 'grpo', 'dpo')) -> list:
+    "`names` if each is a method of `METHODS` run by one of `optimisers`; else a `ConfigError` naming `field`."
+    allowed = [n for n, m in METHODS.items() if m.optimiser in optimisers]
+    for n in names:
+        if n in allowed: continue
+        if n in OLD_METHOD_NAMES and n not in METHODS:
+            raise ConfigError(f"{field}: {n!r} is an old name; a method's name now says its reward: "
+                              f"{' (verifier) or '.join(OLD_METHOD_NAMES[n])} (oracle)")
+        raise ConfigError(f"{field}: unknown method {n!r}; choose from {', '.join(allowed)}")
+    return names
+
+def method_overrides(name:str, token_reading:str='threshold') -> dict:
+    "The `TrainConfig` fields that make a run `name`: the reward source and reading (`token_reading` if token-level)."
+    m = METHODS[name]
+    return {'reward.source': m.reward, 'reward.reading': token_reading if m.credit == 'token' else 'sentence'}

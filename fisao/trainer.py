@@ -38,7 +38,7 @@ from .rewards import AdaptiveKLController, FixedKLController, kl_estimate
 from .trainconfig import TrainConfig
 
 # %% auto 0
-__all__ = ['PromptSet', 'NonFiniteError', 'FiSAOTrainer']
+__all__ = ['PromptSet', 'load_prompts', 'prompts_line', 'NonFiniteError', 'FiSAOTrainer']
 
 # %% ../nbs/10_trainer.ipynb
 class PromptSet:
@@ -48,6 +48,7 @@ class PromptSet:
         if not ids:
             raise DataError('no prompts to train on')
         self.ids, self.instructions, self._u8, self.paths = list(ids), list(instructions), images, paths
+        self.skipped = {'skipped': 0, 'by_reason': {}, 'examples': {}}
 
     @classmethod
     def shapeworld(cls, world, split: str, instruction: str, limit: int = 0) -> PromptSet:
@@ -58,14 +59,14 @@ class PromptSet:
         return cls(ws.ids, [instruction] * len(ws.ids), images=ws.images)
 
     @classmethod
-    def llava_instruct(cls, path, image_dir, n: int, instances=None) -> PromptSet:
-        """The first `n` usable records of a LLaVA-Instruct JSON file, images under `image_dir`; ids are COCO image
-        ids when `instances` names the file."""
+    def llava_instruct(cls, path, image_dir, n: int, instances=None, exclude_ids=None) -> PromptSet:
+        """The first `n` usable records of a LLaVA-Instruct JSON file, images under `image_dir`, none of whose COCO ids
+        is in `exclude_ids`; ids are COCO image ids when `instances` names the file. `.skipped`: the skips."""
         from fisao.core import require_path
         from fisao.data import load_llava_instruct
 
         image_dir = require_path(image_dir, 'image folder of the prompts (image_dir)', kind='dir')
-        recs, skips = load_llava_instruct(path, n, image_dir=image_dir)
+        recs, skips = load_llava_instruct(path, n, image_dir=image_dir, exclude_ids=exclude_ids)
         if skips.total:
             logger.warning('prompts: %r', skips)
         by_file = {Path(im['file_name']).name: i for i, im in instances.imgs.items()} if instances is not None else {}
@@ -81,7 +82,9 @@ class PromptSet:
                     len(ids),
                     getattr(instances, 'path', 'the instances file'),
                 )
-        return cls(ids, [r['prompt'] for r in recs], paths=[image_dir / r['image'] for r in recs])
+        ps = cls(ids, [r['prompt'] for r in recs], paths=[image_dir / r['image'] for r in recs])
+        ps.skipped = skips.summary()
+        return ps
 
     def __len__(self):
         return len(self.ids)
@@ -111,6 +114,29 @@ class PromptSet:
         return images, [self.ids[r] for r in rows], [self.instructions[r] for r in rows]
 
 # %% ../nbs/10_trainer.ipynb
+def load_prompts(cfg: TrainConfig, instances=None) -> tuple:
+    """`(PromptSet, report)`: the LLaVA-Instruct prompts of `cfg.data` without the images of the evaluation files;
+    `report` (the run's `prompts.json`) counts the prompts and the records passed over."""
+    from fisao.data import held_out_image_ids
+    from fisao.trainconfig import held_out_files
+
+    d, files = cfg.data, held_out_files(cfg)
+    held = held_out_image_ids(files) if files else {}
+    ps = PromptSet.llava_instruct(d.prompts, d.image_dir, d.n_prompts, instances, exclude_ids=held)
+    report = {'prompts': len(ps), 'n_prompts': d.n_prompts, 'source': str(d.prompts),
+              'held_out_excluded': ps.skipped['by_reason'].get('held-out image', 0), 'held_out_files': files,
+              'held_out_images': len(held), 'skipped': ps.skipped}
+    return ps, report
+
+
+def prompts_line(report: dict) -> str:
+    "One line on a run's prompts: how many, and how many evaluation images were kept out of them."
+    files = ', '.join(Path(f).name for f in report.get('held_out_files', [])) or 'none given'
+    return (f"prompts: {report['prompts']} from {report.get('source', 'shapeworld')}; "
+            f"{report.get('held_out_excluded', 0)} records skipped as evaluation images ({files}); "
+            f"{report.get('skipped', {}).get('skipped', 0)} skipped in all")
+
+# %% ../nbs/10_trainer.ipynb
 class NonFiniteError(FisaoError):
     "Too many consecutive steps with non-finite rewards or losses."
 
@@ -127,9 +153,8 @@ class FiSAOTrainer:
         self.main = self.acc.is_main_process
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        preflight(
-            cfg, resume, self.world
-        )  # every path, the calibration and the checkpoint to resume: before any model loads
+        # the launch (DeepSpeed refused), every path, the calibration, the checkpoint to resume: before any model loads
+        preflight(cfg, resume, self.world, self.acc.distributed_type)
         seed_everything(cfg.seed)  # the same LoRA initialisation on every process
         self._setup_models()
         self._setup_data()
@@ -140,6 +165,9 @@ class FiSAOTrainer:
         self.metrics = MetricsLog(self.out, cfg.log.tensorboard, self.main)
         if self.main:
             save_config(cfg, self.out / 'config.yaml')
+            write_json(self.out / 'prompts.json', self.prompt_report)
+            if self.world_dir is None:
+                print(prompts_line(self.prompt_report), flush=True)
 
 # %% ../nbs/10_trainer.ipynb
 @patch
@@ -185,13 +213,16 @@ def _setup_data(self: FiSAOTrainer):
 
         self.chair = Chair(ChairVocab.from_file(d.vocab or world_paths(self.world_dir, 'train')['vocab']))
         self.prompts = PromptSet.shapeworld(self.world_dir, 'train', d.instruction, min(d.n_prompts, 10**9))
+        self.prompt_report = {'prompts': len(self.prompts), 'source': 'shapeworld (train split)',
+                              'held_out_excluded': 0, 'held_out_files': [],
+                              'note': 'ShapeWorld: the prompts are the train split, evaluation another split'}
         self.gt = ground_truth(self.chair, load_coco(world_paths(self.world_dir, 'train')['instances']))
         self.eval_set = PromptSet.shapeworld(self.world_dir, cfg.eval.split, d.instruction)
         self.eval_gt = ground_truth(self.chair, load_coco(world_paths(self.world_dir, cfg.eval.split)['instances']))
     else:
         self.chair = Chair(ChairVocab.from_file(d.vocab) if d.vocab else ChairVocab.coco())
         instances = load_coco(d.instances) if d.instances else None
-        self.prompts = PromptSet.llava_instruct(d.prompts, d.image_dir, d.n_prompts, instances)
+        self.prompts, self.prompt_report = load_prompts(cfg, instances)
         self.gt = ground_truth(self.chair, instances) if instances is not None else None
         self.eval_set, self.eval_gt = None, None
         if cfg.eval.instances:
@@ -230,6 +261,9 @@ def _setup_reward(self: FiSAOTrainer):
                     self.chair,
                     cfg.data.instruction,
                     max_new_tokens=cfg.rollout.max_new_tokens,
+                    temperature=cfg.rollout.temperature,  # decoded like this run's rollouts
+                    top_p=cfg.rollout.top_p,
+                    seed=cfg.seed,
                     model=str(self.model_path),
                 )
                 check_baselines(cal['b_c'], cal['b_h'])
@@ -342,7 +376,8 @@ def score_rewards(self: FiSAOTrainer, batch: dict):
 
 @patch
 def score_policy(self: FiSAOTrainer, batch: dict, reward_out) -> Rollout:
-    "The rollout with its scores, log-probs (adapter on), reference log-probs (adapter off) and values."
+    """The rollout with its scores, log-probs (adapter on), reference log-probs (adapter off), values and V(s_T),
+    under the support sampling used (`self.suppress`)."""
     inputs = batch['inputs']
     extra = {
         k: inputs[k] for k in ('qformer_input_ids', 'qformer_attention_mask') if k in inputs
@@ -355,18 +390,20 @@ def score_policy(self: FiSAOTrainer, batch: dict, reward_out) -> Rollout:
         batch['truncated'],
         scores=reward_out.scores.to(self.acc.device),
         extra=extra,
+        suppress_tokens=self.suppress,
     )
     return score_rollout(self.policy, rollout, self.cfg.rollout.temperature, batch_size=self.cfg.ppo.minibatch_size)
 
 
 @patch
 def all_finite(self: FiSAOTrainer, rollout: Rollout) -> bool:
-    "True when scores, log-probs, reference log-probs and values are finite on every response token of every process."
+    """True when scores, log-probs, reference log-probs and values are finite on every response token of every process,
+    and V(s_T) on every truncated row."""
     live = rollout.response_mask.bool()
     ok = all(
         bool(torch.isfinite(t[live]).all())
         for t in (rollout.scores, rollout.logprobs, rollout.ref_logprobs, rollout.values)
-    )
+    ) and bool(torch.isfinite(rollout.last_values[rollout.truncated.bool()]).all())
     return _gather_mean(self.acc, [float(ok)]) == 1.0
 
 # %% ../nbs/10_trainer.ipynb
@@ -385,15 +422,23 @@ def shape_rewards(self: FiSAOTrainer, rollout: Rollout) -> Rollout:
         rollout.truncated,
         p.length_penalty,
         p.whiten_rewards,
+        accelerator=self.acc,
     )
     return dataclasses.replace(rollout, rewards=rewards)
 
 
 @patch
 def advantages(self: FiSAOTrainer, rollout: Rollout) -> Rollout:
-    "GAE advantages and returns of the rollout's rewards and values."
+    "GAE advantages and returns of the rollout's rewards and values; a truncated row bootstraps from V(s_T)."
+    p = self.cfg.ppo
     advantages, returns = compute_advantages(
-        rollout.values, rollout.rewards, rollout.response_mask, self.cfg.ppo.gamma, self.cfg.ppo.gae_lambda
+        rollout.values,
+        rollout.rewards,
+        rollout.response_mask,
+        p.gamma,
+        p.gae_lambda,
+        last_values=rollout.last_values,
+        truncated=rollout.truncated,
     )
     return dataclasses.replace(rollout, advantages=advantages, returns=returns)
 
@@ -448,6 +493,7 @@ def step_metrics(self: FiSAOTrainer, rollout: Rollout, reward_out, stats: dict, 
         'rollout/len': _gather_mean(acc, lengths),
         'rollout/mentions_per_caption': _gather_mean(acc, [len(r) for r in recs]),
         'rollout/dup_per_caption': _gather_mean(acc, [len(r) - len({x['object'] for x in r}) for r in recs]),
+        'rollout/loops_per_caption': _gather_mean(acc, [sum(bool(x.get('loop')) for x in r) for r in recs]),
         'rollout/truncated': _gather_mean(acc, rollout.truncated.float().tolist()),
     }
     if self.gt is not None:
@@ -505,7 +551,7 @@ def evaluate(self: FiSAOTrainer) -> dict:
 def samples(self: FiSAOTrainer, step: int) -> list:
     "Up to `log.n_samples` responses of the last rollout with tokens, per-token rewards and labelled mentions."
     ids, ro, mask, resp = self._last_rollout
-    keys = ('word', 'object', 'start', 'end', 'score', 'label', 'reward', 'repeat', 'skip', 'tokens')
+    keys = ('word', 'object', 'start', 'end', 'score', 'label', 'reward', 'repeat', 'loop', 'skip', 'tokens')
     out = []
     for b in range(min(self.cfg.log.n_samples, len(ids))):
         T = int(mask[b].sum())

@@ -16,8 +16,8 @@ from transformers import CLIPModel, CLIPProcessor
 from .core import ConfigError, DataError, auroc, logger, require_path, require_safetensors
 
 # %% auto 0
-__all__ = ['vision_tower_of', 'FineGrainedVerifier', 'calibration_from_scores', 'load_calibration', 'calibrate',
-           'calibrate_world']
+__all__ = ['vision_tower_of', 'compare_towers', 'FineGrainedVerifier', 'calibration_from_scores', 'load_calibration',
+           'policy_captions', 'calibrate', 'calibrate_world']
 
 # %% ../nbs/07_verifier.ipynb
 def vision_tower_of(model) -> torch.nn.Module:
@@ -32,22 +32,52 @@ def vision_tower_of(model) -> torch.nn.Module:
         raise ConfigError(f"{type(model).__name__} has no vision tower (expected a LLaVA model)")
     return inner.vision_tower
 
-def _same_weights(a:torch.nn.Module, b:torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].float().cpu(), sb[k].float().cpu()) for k in sa)
+# %% ../nbs/07_verifier.ipynb
+_DTYPE_NAMES = {torch.float64: 'fp64', torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16'}
+
+def _carried_dtype(state:dict) -> torch.dtype:
+    """The precision the floating tensors of `state` carry: their dtype, or fp16 / bf16 when every value of an fp32
+    (fp64) state is exact there (a half-precision checkpoint loaded in fp32)."""
+    floats = [t for t in state.values() if t.is_floating_point()]
+    dtype = floats[0].dtype if floats else torch.float32
+    if dtype not in (torch.float32, torch.float64): return dtype
+    for half in (torch.float16, torch.bfloat16):
+        if all(torch.equal(t.to(half).to(t.dtype), t) for t in floats): return half
+    return dtype
+
+def compare_towers(reference:torch.nn.Module, tower:torch.nn.Module) -> dict:
+    """Whether `tower`'s weights are `reference`'s (CLIP's vision tower) up to rounding to the precision the tower
+    carries: `{vision_weights_match, vision_max_abs_diff, vision_compare_dtype}`."""
+    ref, own = reference.state_dict(), tower.state_dict()
+    dtype = _carried_dtype(own)
+    out = {'vision_weights_match': False, 'vision_max_abs_diff': None,
+           'vision_compare_dtype': _DTYPE_NAMES.get(dtype, str(dtype))}
+    if ref.keys() != own.keys() or any(ref[k].shape != own[k].shape for k in ref): return out
+    eps, worst, match = torch.finfo(dtype).eps, 0.0, True
+    for k, t in own.items():
+        w = ref[k].to(t.device)
+        if not t.is_floating_point():
+            match = match and torch.equal(w, t); continue
+        w, t = w.to(dtype).float(), t.float()  # CLIP's weight rounded to the tower's precision, and the tower's
+        diff = (w - t).abs()
+        if diff.numel(): worst = max(worst, float(diff.max()))
+        match = match and bool((diff <= eps * torch.maximum(torch.maximum(w.abs(), t.abs()),
+                                                            torch.tensor(2.0 ** -14))).all())
+    return {**out, 'vision_weights_match': bool(match), 'vision_max_abs_diff': worst}
 
 # %% ../nbs/07_verifier.ipynb
 class FineGrainedVerifier:
     "Scores (image, object phrase) pairs with the policy's vision tower and a CLIP text tower; caches embeddings."
     def __init__(self, vision_tower, visual_projection, text_model, text_projection, tokenizer, image_processor,
                  template:str='a photo of a {}', vision_weights_match:bool|None=None, vision_source:str='policy',
-                 clip_path:str|None=None):
+                 clip_path:str|None=None, vision_max_abs_diff:float|None=None, vision_compare_dtype:str|None=None):
         if '{}' not in template:
             raise ConfigError(f"verifier template must contain '{{}}' for the object word, got {template!r}")
         self.vision_tower, self.visual_projection = vision_tower, visual_projection
         self.text_model, self.text_projection = text_model, text_projection
         self.tokenizer, self.image_processor, self.template = tokenizer, image_processor, template
         self.vision_weights_match, self.vision_source, self.clip_path = vision_weights_match, vision_source, clip_path
+        self.vision_max_abs_diff, self.vision_compare_dtype = vision_max_abs_diff, vision_compare_dtype
         p = next(vision_tower.parameters())
         self.device, self.dtype = p.device, p.dtype
         for m in (visual_projection, text_model, text_projection):
@@ -70,14 +100,15 @@ class FineGrainedVerifier:
                                          use_safetensors=True)
         proc = CLIPProcessor.from_pretrained(clip_path, local_files_only=True)
         tower = vision_tower_of(policy_model)
-        match = _same_weights(clip.vision_model, tower)
-        if not match:
+        check = compare_towers(clip.vision_model, tower)
+        if not check['vision_weights_match']:
             warnings.warn(f"VERIFIER MISMATCH: the vision weights of {clip_path} differ from the policy's vision "
-                          "tower; the verifier pairs the policy's tower with a text tower trained against other image "
-                          "features. Recorded as vision_weights_match=false.", stacklevel=2)
+                          f"tower beyond {check['vision_compare_dtype']} rounding (max |diff| "
+                          f"{check['vision_max_abs_diff']}); the verifier pairs the policy's tower with a text tower "
+                          "trained against other image features. Recorded as vision_weights_match=false.",
+                          stacklevel=2)
         v = cls(tower, clip.visual_projection, clip.text_model, clip.text_projection, proc.tokenizer,
-                proc.image_processor, template, vision_weights_match=match, vision_source='policy',
-                clip_path=str(clip_path))
+                proc.image_processor, template, vision_source='policy', clip_path=str(clip_path), **check)
         del clip.vision_model  # the policy's tower is used; no second copy kept
         return v
 
@@ -97,7 +128,8 @@ class FineGrainedVerifier:
     def identity(self) -> dict:
         "What a result file must record about this verifier."
         return {'template': self.template, 'clip_path': self.clip_path, 'vision_source': self.vision_source,
-                'vision_weights_match': self.vision_weights_match}
+                'vision_weights_match': self.vision_weights_match, 'vision_max_abs_diff': self.vision_max_abs_diff,
+                'vision_compare_dtype': self.vision_compare_dtype}
 
     def new_rollout(self) -> None:
         "Forget cached image embeddings (call once per rollout: images change); text embeddings stay."
@@ -180,15 +212,49 @@ def load_calibration(path) -> dict:
     return cal
 
 # %% ../nbs/07_verifier.ipynb
+def policy_captions(policy_model, processor, images:list, instruction:str, max_new_tokens:int=40,
+                    temperature:float=1.0, top_p:float=1.0, greedy:bool=False, seed:int=0, batch:int=100,
+                    progress:bool=False) -> list:
+    """The policy's captions of the PIL `images`, decoded like the PPO rollouts: sampled at `temperature` / `top_p`
+    (top-k off) from the seed `seed`, the global RNG left as it was; or greedy."""
+    from tqdm.auto import tqdm
+
+    from fisao.models import build_inputs, generate_texts, model_kind, suppress_token_ids
+    kind, images = model_kind(policy_model), list(images)
+    if greedy:
+        return generate_texts(policy_model, processor, kind, images, [instruction] * len(images),
+                              max_new_tokens=max_new_tokens, batch_size=batch, progress=progress,
+                              desc='calibration captions')
+    if max_new_tokens < 1: raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not temperature > 0: raise ConfigError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1: raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+    tok, p = processor.tokenizer, next(policy_model.parameters())
+    suppress, out = suppress_token_ids(processor), []
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.manual_seed(seed)
+        for i in tqdm(range(0, len(images), batch), desc='calibration captions', disable=not progress, leave=False):
+            chunk = images[i:i + batch]
+            enc = build_inputs(processor, kind, chunk, [instruction] * len(chunk), device=p.device, dtype=p.dtype)
+            gen = policy_model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                                        top_p=top_p, top_k=0, suppress_tokens=suppress or None,
+                                        eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
+                                        use_cache=True)  # (b, P + T)
+            out += tok.batch_decode(gen[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
+    return [t.strip() for t in out]
+
+# %% ../nbs/07_verifier.ipynb
 def calibrate(policy_model, processor, verifier:FineGrainedVerifier, images:list, image_ids:list, gt:dict, chair,
-              instruction:str, max_new_tokens:int=40, batch:int=100, progress:bool=False, **identity) -> dict:
-    """Caption `images` with the policy (greedy), label mentions with `chair` against `gt`, score them:
-    the calibration record."""
+              instruction:str, max_new_tokens:int=40, batch:int=100, progress:bool=False, temperature:float=1.0,
+              top_p:float=1.0, greedy:bool=False, seed:int=0, label_source:str='instances', **identity) -> dict:
+    """Caption `images` with the policy (`policy_captions`: sampled like the rollouts, or greedy), label mentions with
+    `chair` against `gt` (built from `label_source`), score them: the calibration record."""
     from fisao.chair import evaluate
-    from fisao.models import generate_texts, model_kind
-    caps = generate_texts(policy_model, processor, model_kind(policy_model), images, [instruction] * len(images),
-                          max_new_tokens=max_new_tokens, batch_size=batch, progress=progress,
-                          desc='calibration captions')
+    if label_source not in ('instances', 'instances+captions'):
+        raise ConfigError(f"label_source must be 'instances' or 'instances+captions', got {label_source!r}")
+    caps = policy_captions(policy_model, processor, images, instruction, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, greedy=greedy, seed=seed, batch=batch,
+                           progress=progress)
     res = evaluate(chair, [{'image_id': i, 'caption': c} for i, c in zip(image_ids, caps)], gt,
                    source='calibration captions')
     verifier.new_rollout()
@@ -200,9 +266,12 @@ def calibrate(policy_model, processor, verifier:FineGrainedVerifier, images:list
                for m, s in zip(p['mentions'], ss) if m['label'] == 'correct']
     halluc = [s for p, ss in zip(res['per_caption'], scores)
               for m, s in zip(p['mentions'], ss) if m['label'] == 'hallucinated']
+    decoding = {'decoding': 'greedy' if greedy else 'sampled', 'temperature': None if greedy else temperature,
+                'top_p': None if greedy else top_p, 'max_new_tokens': max_new_tokens, 'seed': seed}
     cal = calibration_from_scores(correct, halluc, **verifier.identity(), instruction=instruction, n_images=len(images),
-                                  policy_chair_i=res['chair_i'], policy_recall=res['recall'],
-                                  singularizer=chair.singularizer, vocab=chair.vocab.name, **identity)
+                                  policy_chair_i=res['chair_i'], policy_recall=res['recall'], policy_len=res['len'],
+                                  singularizer=chair.singularizer, vocab=chair.vocab.name, label_source=label_source,
+                                  **decoding, **identity)
     if not cal['separable']: logger.warning('calibration: b_c=%.4f <= b_h=%.4f — the verifier does not separate '
                                             'correct from hallucinated mentions', cal['b_c'], cal['b_h'])
     return cal
@@ -210,9 +279,10 @@ def calibrate(policy_model, processor, verifier:FineGrainedVerifier, images:list
 # %% ../nbs/07_verifier.ipynb
 def calibrate_world(policy_model, processor, verifier:FineGrainedVerifier, world, chair, instruction:str,
                     max_new_tokens:int=40, split:str='calib', n_images:int=0, seed:int=0, batch:int=100,
-                    progress:bool=False, **identity) -> dict:
-    """`calibrate` on ShapeWorld `split` of `world` (all images, or a seeded sample of `n_images`),
-    ground truth from its instances."""
+                    progress:bool=False, temperature:float=1.0, top_p:float=1.0, greedy:bool=False,
+                    **identity) -> dict:
+    """`calibrate` on ShapeWorld `split` of `world` (all images, or a seeded sample of `n_images`), ground truth from
+    its instances, captions decoded like the rollouts (`seed` also seeds the sampling)."""
     import numpy as np
 
     from fisao.chair import ground_truth
@@ -226,5 +296,6 @@ def calibrate_world(policy_model, processor, verifier:FineGrainedVerifier, world
     gt = ground_truth(chair, load_coco(world_paths(world, split)['instances']))
     ids = [ws.ids[r] for r in rows]
     return calibrate(policy_model, processor, verifier, _to_pil(ws.images[rows]), ids, gt, chair, instruction,
-                     max_new_tokens=max_new_tokens, batch=batch, progress=progress, data=f'shapeworld:{split}',
+                     max_new_tokens=max_new_tokens, batch=batch, progress=progress, temperature=temperature,
+                     top_p=top_p, greedy=greedy, seed=seed, label_source='instances', data=f'shapeworld:{split}',
                      calibration_image_ids=ids, **identity)

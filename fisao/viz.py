@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from .core import DataError, MissingPathError, atomic_write, logger, read_json, require_path
+from .trainconfig import METHODS
 
 # %% auto 0
-__all__ = ['CURVE_PANELS', 'BAR_METRICS', 'METHOD_ORDER', 'TABLE_COLUMNS', 'POPE_COLUMNS', 'RUN_FILES', 'SECTIONS', 'new_figure',
-           'fig_png', 'img_tag', 'load_runs', 'plot_training_curves', 'metric_value', 'plot_chair_bars',
-           'token_display', 'plot_token_heatmap', 'highlight_caption', 'captions_table', 'plot_verifier_hist',
-           'comparison_table', 'pope_table', 'is_run_dir', 'find_runs', 'run_methods', 'pick_samples', 'report']
+__all__ = ['CURVE_PANELS', 'BAR_METRICS', 'METHOD_ORDER', 'RESULTS_METHODS', 'TABLE_COLUMNS', 'POPE_COLUMNS', 'RUN_FILES',
+           'SECTIONS', 'new_figure', 'fig_png', 'img_tag', 'load_runs', 'plot_training_curves', 'metric_value',
+           'plot_chair_bars', 'token_display', 'plot_token_heatmap', 'highlight_caption', 'captions_table',
+           'plot_verifier_hist', 'comparison_table', 'pope_table', 'is_run_dir', 'find_runs', 'run_methods',
+           'pick_samples', 'report']
 
 # %% ../nbs/12_viz.ipynb
 def new_figure(w:float=8, h:float=3, dpi:float|None=None):
@@ -234,7 +236,10 @@ def plot_verifier_hist(cal:dict, reward:dict|None=None, figsize=(8, 3)):
     return fig
 
 # %% ../nbs/12_viz.ipynb
-METHOD_ORDER = ('sft', 'fisao_token', 'fisao_sentence', 'oracle_token')
+METHOD_ORDER = ('sft', *METHODS)
+"table order: the SFT policy, then the kit's methods (`fisao.trainconfig.METHODS`)"
+RESULTS_METHODS = ('sft', 'fisao_token', 'fisao_sentence', 'oracle_token')
+"the methods of DESIGN.md's `results.json` contract (what `fisao demo` trains); the report notes those a file lacks"
 TABLE_COLUMNS = (('chair_s', 'CHAIR_s ↓', True, -1), ('chair_i', 'CHAIR_i ↓', True, -1),
                  ('recall', 'Recall ↑', True, 1), ('len', 'Len', False, 0),
                  ('dup_per_caption', 'Dup / caption ↓', False, -1), ('pope_f1', 'POPE F1 ↑', True, 1))
@@ -414,7 +419,7 @@ def _comparison_section(c:_ReportContext) -> str:
     "The methods' metrics table, with notes on units and on the methods `results.json` lacks."
     if not c.methods:
         return _note('no held-out metrics (results.json methods, summary.json or eval/ rows of metrics.jsonl)')
-    missing = [m for m in METHOD_ORDER if m not in c.methods] if c.res is not None else []
+    missing = [m for m in RESULTS_METHODS if m not in c.methods] if c.res is not None else []
     return (comparison_table(c.methods)
             + _note('CHAIR / Recall / POPE fractions shown ×100; Len in words; Dup: repeated mentions per caption.')
             + (_note(f"not in results.json: {', '.join(missing)}") if missing else ''))
@@ -435,7 +440,8 @@ def _verifier_section(c:_ReportContext) -> str:
     try: cal, warn = load_calibration(c.cal_path), ''
     except DataError as e: cal, warn = read_json(c.cal_path), f'<p class="warn">{html.escape(str(e))}</p>'
     facts = {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template', 'data',
-                                 'vision_weights_match') if k in cal}
+                                 'vision_weights_match', 'vision_max_abs_diff', 'decoding', 'label_source')
+             if k in cal}
     return (warn + c.rep.fig(plot_verifier_hist(cal, c.reward), 'verifier') + _kv_table(facts)
             + _note(f'{c.cal_path}; dotted lines: the ξ band of the reward reading'))
 

@@ -4,7 +4,9 @@
 #
 # Stages (each skipped when its output exists, so rerunning the script resumes it):
 #   0. layout   check the models and data below; print every missing path and stop (a dry run reports and goes on)
-#   1. calibrate  b_c, b_h of the verifier on the base policy's captions of 5,000 COCO train2014 images (one GPU)
+#   1. calibrate  b_c, b_h of the verifier on the base policy's captions of 5,000 COCO train2014 images (one GPU), sampled
+#                 like the rollouts (the config's rollout section), labelled like CHAIR: instances_train2014, with
+#                 captions_train2014 when present
 #   2. train      FiSAO PPO on the first 8k LLaVA-Instruct-150k prompts, 1 epoch (accelerate, NPROC GPUs; --resume)
 #   3. eval       CHAIR (500 val2014 images, 64 and 512 tokens), POPE (3 splits), captions, the benchmarks present;
 #                 the trained run (--run) and the base model (--model), each sharded over NPROC GPUs
@@ -46,6 +48,7 @@ read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
 read -r -a EVAL_EXTRA <<< "${EVAL_ARGS:-}"
 
 INST_TRAIN=$COCO/annotations/instances_train2014.json
+CAPS_TRAIN=$COCO/annotations/captions_train2014.json
 INST_VAL=$COCO/annotations/instances_val2014.json
 CAPS_VAL=$COCO/annotations/captions_val2014.json
 INST_TRAIN2017=$COCO/annotations/instances_train2017.json
@@ -89,6 +92,7 @@ need file "$LLAVA_INSTRUCT" "LLaVA-Instruct-150k: llava_instruct_150k.json of li
 need dir "$COCO/train2017" "COCO train2017 images: the images of the LLaVA-Instruct prompts"
 need dir "$COCO/train2014" "COCO train2014 images: calibration"
 need file "$INST_TRAIN" "COCO 2014 annotations: calibration ground truth"
+optional file "$CAPS_TRAIN" "COCO 2014 annotations: calibration ground truth joins its reference captions, as CHAIR's" "else calibration labels against instances_train2014 only"
 need dir "$COCO/val2014" "COCO val2014 images: CHAIR, POPE, captions"
 need file "$INST_VAL" "COCO 2014 annotations: CHAIR and POPE ground truth"
 need file "$CAPS_VAL" "COCO 2014 annotations: CHAIR ground truth, caption references"
@@ -114,8 +118,10 @@ fi
 
 # ---- 1. calibrate (one process: fisao calibrate is not sharded)
 if stage calibrate "$RUN/calibration.json"; then
-  run "$FISAO" calibrate --model "$MODEL" --clip "$CLIP" --instances "$INST_TRAIN" --images "$COCO/train2014" \
-      --n-images "$CAL_IMAGES" --seed 0 --dtype bf16 --device cuda:0 --out "$RUN/calibration.json" "${CAL_EXTRA[@]}"
+  CAL_LABELS=(); [[ -f $CAPS_TRAIN ]] && CAL_LABELS=(--captions "$CAPS_TRAIN")  # CHAIR's ground truth: instances ∪ captions
+  # --config: the captions are decoded like the rollouts of the run (rollout.max_new_tokens, temperature, top_p)
+  run "$FISAO" calibrate --model "$MODEL" --clip "$CLIP" --instances "$INST_TRAIN" "${CAL_LABELS[@]}" --images "$COCO/train2014" \
+      --n-images "$CAL_IMAGES" --seed 0 --config "$CONFIG" --dtype bf16 --device cuda:0 --out "$RUN/calibration.json" "${CAL_EXTRA[@]}"
 fi
 
 # ---- 2. train
@@ -140,6 +146,9 @@ if stage train "$RUN/summary.json"; then
   # harmless in a dry run too: it only reads the YAML
   printf '+'; printf ' %q' "$FISAO" train "${TRAIN_FLAGS[@]}" --print-config; printf '\n'
   "$FISAO" train "${TRAIN_FLAGS[@]}" --print-config | sed 's/^/    /' || { [[ $DRY_RUN == 1 ]] && say "    (could not resolve the config: is fisao installed?)" || exit 1; }
+  say "prompts (the images of the evaluation files, by default $INST_VAL, are kept out of them):"
+  printf '+'; printf ' %q' "$FISAO" train "${TRAIN_FLAGS[@]}" --check-prompts; printf '\n'
+  "$FISAO" train "${TRAIN_FLAGS[@]}" --check-prompts | sed 's/^/    /' || { [[ $DRY_RUN == 1 ]] && say "    (could not read the prompts)" || exit 1; }
   run "${LAUNCH[@]}" train "${TRAIN_FLAGS[@]}" --resume
 fi
 

@@ -37,6 +37,7 @@ from fisao.models import (  # noqa: E402
     build_llava_processor,
     build_word_tokenizer,
     lora_config,
+    suppress_token_ids,
     tiny_llava_config,
 )
 from fisao.ppo import (  # noqa: E402
@@ -75,7 +76,8 @@ def build_policy():
 
 
 def build_rollout(tok, policy):
-    "8 prompts with fixed random responses (ragged EOS, two truncated rows), scored, rewarded and GAE'd."
+    """8 prompts with fixed random responses (ragged EOS, two truncated rows that bootstrap from V(s_T)), scored under
+    the suppressed ids' support, rewarded and GAE'd."""
     processor = build_llava_processor(tok, image_size=32, patch_size=8)
     rng = np.random.default_rng(SEED)
     images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(N_ROWS)]
@@ -90,12 +92,13 @@ def build_rollout(tok, policy):
     response = response.masked_fill(eos_at, tok.eos_token_id).masked_fill(response_mask == 0, tok.pad_token_id)
     rollout = Rollout(torch.cat([inputs['input_ids'], response], 1),
                       torch.cat([inputs['attention_mask'], response_mask], 1),
-                      inputs['pixel_values'], response_mask, truncated)
+                      inputs['pixel_values'], response_mask, truncated, suppress_tokens=suppress_token_ids(processor))
     score_rollout(policy, rollout, batch_size=4)
     rollout.scores = torch.randn(N_ROWS, T, generator=g) * response_mask
     rollout.rewards, _ = compute_rewards(rollout.scores, rollout.logprobs, rollout.ref_logprobs, response_mask,
                                          kl_coef=0.05, missing_eos_penalty=1.0, truncated=truncated)
-    rollout.advantages, rollout.returns = compute_advantages(rollout.values, rollout.rewards, response_mask)
+    rollout.advantages, rollout.returns = compute_advantages(rollout.values, rollout.rewards, response_mask,
+                                                             last_values=rollout.last_values, truncated=truncated)
     return rollout
 
 
@@ -117,7 +120,8 @@ def single(out: Path):
     torch.save(policy.state_dict(), out / 'start_policy.pt')
     torch.save({f: getattr(rollout, f) for f in ('input_ids', 'attention_mask', 'pixel_values', 'response_mask',
                                                   'truncated', 'logprobs', 'ref_logprobs', 'values', 'scores',
-                                                  'rewards', 'advantages', 'returns')},
+                                                  'rewards', 'advantages', 'returns', 'last_values',
+                                                  'suppress_tokens')},
                out / 'rollout.pt')
     # plain: the global minibatches of WORLD strided shards without shuffling = this process's minibatches of 4 rows
     policy, rollout = load_start(out)

@@ -8,16 +8,16 @@ from cli_helper import fisao
 
 def test_ablate_grid_table_and_resume(quick_pretrained, tmp_path):
     out = tmp_path / 'ab'
-    (tmp_path / 'ab.yaml').write_text('methods: ppo_token,dpo\nrewards: verifier\nseeds: 0,1\nvariants: threshold\n'
+    (tmp_path / 'ab.yaml').write_text('methods: fisao_token,dpo\nseeds: 0,1\nvariants: threshold\n'
                                       f'out: {out}\n')
     args = ['ablate', '--config', tmp_path / 'ab.yaml', '--quick', '--pretrained', quick_pretrained, '--quiet']
     fisao(*args)
     rows = [json.loads(l) for l in (out / 'results.jsonl').read_text().splitlines()]
     assert [(x['cell'], x['seed']) for x in rows] == [
-        ('sft', 0), ('ppo_token-verifier', 0), ('ppo_token-verifier', 1), ('dpo-verifier', 0), ('dpo-verifier', 1),
-        ('ppo_token-verifier-threshold', 0), ('ppo_token-verifier-threshold', 1)]
+        ('sft', 0), ('fisao_token', 0), ('fisao_token', 1), ('dpo', 0), ('dpo', 1),
+        ('fisao_token-threshold', 0), ('fisao_token-threshold', 1)]
     table = (out / 'table.md').read_text()
-    assert '| ppo_token-verifier | 2 |' in table and '| dpo-verifier | 2 |' in table and ' ± ' in table
+    assert '| fisao_token | 2 |' in table and '| dpo | 2 |' in table and ' ± ' in table
     assert (out / 'ablation.png').stat().st_size > 10_000 and len((out / 'table.csv').read_text().splitlines()) == 8
     for x in rows[1:]:
         assert 0 <= x['chair_i'] <= 1 and 0 <= x['recall'] <= 1 and x['train_s'] > 0 and x['curve']
@@ -29,8 +29,10 @@ def test_ablate_grid_table_and_resume(quick_pretrained, tmp_path):
 
 
 def test_ablate_bad_config_is_one_line(tmp_path):
-    (tmp_path / 'ab.yaml').write_text('methods: ppo_token,rloo\n')
+    (tmp_path / 'ab.yaml').write_text('methods: fisao_token,rloo\n')
     r = fisao('ablate', '--config', tmp_path / 'ab.yaml', check=False)
-    assert r.returncode == 2 and "unknown ['rloo']" in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode == 2 and "ablate.methods: unknown method 'rloo'" in r.stderr and 'Traceback' not in r.stderr
+    r = fisao('ablate', '--methods', 'ppo_token', check=False)  # the ablation's names before one method table
+    assert r.returncode == 2 and 'fisao_token (verifier) or oracle_token (oracle)' in r.stderr
     r = fisao('ablate', '--variants', 'xi0.1', check=False)
     assert r.returncode == 2 and "unknown ablation variant 'xi0.1'" in r.stderr

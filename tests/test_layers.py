@@ -15,11 +15,11 @@ PKG = Path(__file__).resolve().parents[1] / 'fisao'
 LAYERS = [  # bottom first
     ['core'],
     ['config', 'shapeworld', 'data', 'chair', 'models'],
-    ['pretrain'],
+    ['pretrain', 'fixtures'],
     ['rewards', 'verifier', 'ppo'],
     ['workspace'],
     ['trainconfig', 'presets', 'rundir', 'trainer'],
-    ['eval', 'scorers', 'baselines', 'viz'],
+    ['eval', 'scorers', 'baselines', 'viz', 'score'],
     ['demo', 'ablate'],
     ['cli'],
     ['__main__'],

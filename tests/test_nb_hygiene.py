@@ -6,7 +6,8 @@
 - Magics in export cells (pitfall 4): copied verbatim into the module, which then fails to import.
 - Title (first cell): nbdev takes the module docstring and the doc page title from it.
 - Noise (pitfall 9): execution counts, cell metadata, `widgets` state (kept by nbdev_clean on purpose),
-  oversized images and notebooks.
+  oversized images and notebooks; outputs that show this machine's paths (the checkout, a site-packages file) or
+  library warnings (`…Warning:` lines): a reader's copy of the docs would carry them.
 - Directive lint (pitfall 11): a `#|` line after ordinary code/comment lines is just a comment, `#| Slow`
   is not `slow`, an unknown flag never skips anything, and `tst_flags` is split on whitespace, so the
   nbdev 1 form `notest|slow|gpu` silently stops skipping.
@@ -141,6 +142,31 @@ def test_sizes(nb_path, nb, name):
                     errors.append(f'{name} cell {i} output {j}: {mime} is {n / 1024:.0f} KB '
                                   f'(limit {MAX_IMAGE_BYTES // 1024} KB): smaller figure, lower dpi, no retina')
     _fail('Oversized notebook outputs', errors)
+
+
+WARNING_RE = re.compile(r'\b\w*Warning: ')
+
+
+def _output_text(o) -> str:
+    "The text a reader sees of one output: streams, text/plain, text/markdown and tracebacks."
+    parts = [o.get('text', '')] + [(o.get('data') or {}).get(m, '') for m in ('text/plain', 'text/markdown')]
+    parts += o.get('traceback', [])
+    return ''.join(''.join(p) if isinstance(p, list) else str(p) for p in parts)
+
+
+def test_outputs_show_no_local_paths_or_warnings(nb, name, repo_root):
+    errors = []
+    for i, c in enumerate(nb.get('cells', [])):
+        for j, o in enumerate(c.get('outputs', [])):
+            text = _output_text(o)
+            for bad, what in ((str(repo_root), 'the checkout\'s absolute path'),
+                              ('site-packages', 'a site-packages path'), ('/home/', 'a home directory')):
+                if bad in text: errors.append(f'{name} cell {i} output {j}: shows {what}')
+            m = WARNING_RE.search(text)
+            if m: errors.append(f'{name} cell {i} output {j}: a library warning ({m.group(0).strip()}) — filter it '
+                                'where it is expected, or fix its cause')
+    _fail('Notebook outputs with local paths or warning noise (filter warnings, print relative paths, re-execute)',
+          errors)
 
 
 # ---- directive lint

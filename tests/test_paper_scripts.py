@@ -22,8 +22,8 @@ FILES = ['llava_instruct_150k.json', 'coco/annotations/instances_train2014.json'
 
 
 def make_layout(tmp: Path, preset: str, optional: bool = False, skip: str | None = None) -> dict:
-    """Placeholders at every path the script checks (without `skip`); `optional` adds the POPE files and two benchmark
-    copies."""
+    """Placeholders at every path the script checks (without `skip`); `optional` adds captions_train2014.json, the POPE
+    files and two benchmark copies."""
     data, models = tmp / 'data', tmp / 'models'
     model, clip, _ = PRESETS[preset]
     for d in (models / model, models / clip):
@@ -32,6 +32,7 @@ def make_layout(tmp: Path, preset: str, optional: bool = False, skip: str | None
     for f in FILES:
         (data / f).parent.mkdir(parents=True, exist_ok=True); (data / f).write_text('')
     if optional:
+        (data / 'coco/annotations/captions_train2014.json').write_text('')
         (data / 'pope').mkdir()
         for s in ('random', 'popular', 'adversarial'): (data / 'pope' / f'coco_pope_{s}.json').write_text('')
         for b in ('MME_Benchmark_release_version', 'gqa'): (data / 'benchmarks' / b).mkdir(parents=True)
@@ -82,8 +83,10 @@ def test_dry_run_prints_every_stage(preset, tmp_path):
     launch = f"{s} launch --config_file {ROOT}/configs/accelerate/4xa100.yaml --num_processes 4 -m fisao"
     expected = [
         f"calibrate --model {lay['model']} --clip {lay['clip']} "
-        f"--instances {d}/coco/annotations/instances_train2014.json --images {d}/coco/train2014 "
-        f"--n-images 5000 --seed 0 --dtype bf16 --device cuda:0 --out {run}/calibration.json",
+        f"--instances {d}/coco/annotations/instances_train2014.json "
+        f"--captions {d}/coco/annotations/captions_train2014.json --images {d}/coco/train2014 "
+        f"--n-images 5000 --seed 0 --config {ROOT}/configs/{preset}.yaml --dtype bf16 --device cuda:0 "
+        f"--out {run}/calibration.json",
         f"{launch} train --config {ROOT}/configs/{preset}.yaml --out {run} "
         f"--verifier.calibration {run}/calibration.json --model.path {lay['model']} --model.clip {lay['clip']} "
         f"--data.prompts {d}/llava_instruct_150k.json --data.image-dir {d}/coco/train2017",
@@ -126,8 +129,43 @@ def test_dry_run_reports_missing_and_goes_on(tmp_path):
             and '--steps 250 --resume' in r.stdout)  # 8000 / (16 x 2)
     assert (f"eval pope --run {tmp_path}/run --dtype bf16 "
             f"--instances {tmp_path}/nodata/coco/annotations/instances_val2014.json" in r.stdout)  # POPE built
-    calls = log.read_text().splitlines()  # the one command a dry run runs: printing the resolved config
-    assert len(calls) == 1 and calls[0].startswith('train --config') and calls[0].endswith('--print-config'), calls
+    calls = log.read_text().splitlines()  # the commands a dry run runs: the resolved config, the prompts' count
+    assert len(calls) == 2 and all(c.startswith('train --config') for c in calls), calls
+    assert calls[0].endswith('--print-config') and calls[1].endswith('--check-prompts'), calls
+
+
+def test_dry_run_counts_the_evaluation_images_kept_out_of_the_prompts(tmp_path):
+    """LLaVA-Instruct prompts point at train2017, which holds val2014 images under the same ids: the dry run says how
+    many prompt records it passed over because their image is one of the evaluation images."""
+    lay = make_layout(tmp_path, 'llava15_7b')
+    d = lay['data']
+    recs = [{'id': str(k), 'image': f'{k:012d}.jpg', 'conversations': [{'from': 'human', 'value': f'<image>\nQ{k}?'}]}
+            for k in range(1, 7)]
+    (d / 'llava_instruct_150k.json').write_text(json.dumps(recs))
+    for k in range(1, 7): (d / 'coco' / 'train2017' / f'{k:012d}.jpg').write_bytes(b'')
+    val = {'images': [{'id': k, 'file_name': f'COCO_val2014_{k:012d}.jpg'} for k in (2, 5, 9)],
+           'annotations': [], 'categories': []}
+    (d / 'coco' / 'annotations' / 'instances_val2014.json').write_text(json.dumps(val))
+    s, _ = stub(tmp_path)
+    r = run_script('llava15_7b', tmp_path, lay, '--dry-run', FISAO=real_fisao(tmp_path), ACCELERATE=s, PYTHON=s)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ('prompts: 4 from' in r.stdout
+            and '2 records skipped as evaluation images (instances_val2014.json)' in r.stdout), r.stdout
+
+
+def test_calibration_labels_with_train_captions_only_when_present(tmp_path):
+    """captions_train2014.json is optional: without it the calibration labels against the instances alone (and the
+    layout says so); with it, `--captions` (test_dry_run_prints_every_stage). Either way the captions decode like the
+    run's rollouts (`--config`)."""
+    lay = make_layout(tmp_path, 'llava15_7b')
+    s, _ = stub(tmp_path)
+    r = run_script('llava15_7b', tmp_path, lay, '--dry-run', FISAO=s, ACCELERATE=s, PYTHON=s)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = lay['data']
+    assert f"absent    {d}/coco/annotations/captions_train2014.json" in r.stdout
+    cal = next(line for line in r.stdout.splitlines() if ' calibrate ' in line)
+    assert (f"--instances {d}/coco/annotations/instances_train2014.json --images {d}/coco/train2014" in cal
+            and '--captions' not in cal and f'--config {ROOT}/configs/llava15_7b.yaml' in cal), cal
 
 
 def test_one_gpu_keeps_the_batch(tmp_path):

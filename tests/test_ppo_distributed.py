@@ -3,9 +3,10 @@
 The worker (`tests/ppo_dist_worker.py`) builds a tiny random LLaVA + LoRA policy and a fixed 8-row rollout, runs the
 1-process references, then the same updates with each of 2 processes holding 4 rows (its strided shard) and the policy
 wrapped by `accelerator.prepare` (DDP). What must agree (to 1e-5): every trainable parameter (LoRA + value head) after
-3 PPO epochs, and the logged stats. This holds only if the advantage whitening uses global moments, each loss is
-normalised by the global minibatch's token count and multiplied by the number of processes (DDP averages gradients),
-and the processes' minibatches are shards of the same global minibatch.
+3 PPO epochs, and the logged stats. This holds only if the advantage whitening and the value clip range (relative to
+the returns' RMS) use global moments, each loss is normalised by the global minibatch's token count and multiplied by
+the number of processes (DDP averages gradients), and the processes' minibatches are shards of the same global
+minibatch.
 
 Launcher: `torch.distributed.run` (torchrun). `accelerate launch --cpu --num_processes 2` starts a single process in
 accelerate 1.15 (its multi-CPU path needs mpirun); `Accelerator(cpu=True)` under torchrun is the gloo multi-CPU setup.

@@ -30,8 +30,9 @@ def test_demo_quick_writes_results(demo):
     for m in ('fisao_token', 'fisao_sentence', 'oracle_token'):
         assert (out / 'runs' / m / 'summary.json').exists() and list((out / 'runs' / m / 'checkpoints').glob('step-*'))
     assert (out / 'report.html').stat().st_size > 10_000 and (out / 'calibration.json').exists()
-    for line in ('[1/5 pretrain]', '[5/5 report]', 'SFT policy', 'FiSAO, token-level', 'FiSAO, sentence-level',
-                 'oracle reward, token-level', 'timings:'):
+    rows = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+    assert {'sft', 'fisao_token', 'fisao_sentence', 'oracle_token'} <= set(rows), r.stdout  # the table's method rows
+    for line in ('[1/5 pretrain]', '[5/5 report]', 'fisao_token: FiSAO, token-level', 'timings:'):
         assert line in r.stdout, line
     # a second run reuses every stage's output
     again = fisao('demo', '--quick', '--quiet', '--out', out)
@@ -44,7 +45,11 @@ def test_pretrain_json_contract(demo):
     for k in ('verifier_auroc_mentions', 'verifier_auroc_present_absent', 'sft_val_chair_i', 'sft_val_recall',
               'sft_traindist_chair_i', 'timings', 'peak_rss_mb', 'cache_key'):
         assert k in meta, k
-    assert 0 <= meta['verifier_auroc_present_absent'] <= 1 and meta['timings']['pretrain_s'] > 0
+    assert meta['timings']['pretrain_s'] > 0
+    # what the quick models reach (build 5f97726e7804: AUROC 0.79 / 0.85, recall 0.50, CHAIR_i 0.35), with margin; a
+    # verifier that ranks at random (AUROC 0.5) or an SFT policy that names nothing present fails here
+    assert meta['verifier_auroc_mentions'] > 0.65 and meta['verifier_auroc_present_absent'] > 0.75, meta
+    assert meta['sft_val_recall'] > 0.35 and meta['sft_val_chair_i'] < 0.5 and meta['n_correct_mentions'] > 50, meta
 
 
 def test_pretrain_reuses_cache_and_force_is_needed_to_retrain(demo):

@@ -258,6 +258,11 @@ def test_real_run_path_with_local_paths(pretrained, tmp_path):
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
     assert [x['step'] for x in rows] == [0, 1, 2] and 'eval/chair_i' in rows[-1] and 'rollout/chair_i' in rows[1]
     assert 'missing image file' in r.stderr  # the broken record was skipped and counted
+    # the evaluation images (eval.instances: ShapeWorld's val split) are kept out of the prompts, and the run says so
+    rep = json.loads((out / 'prompts.json').read_text())
+    assert rep['held_out_files'] == [str(world / 'annotations' / 'instances_val.json')]
+    assert rep['held_out_images'] == len(json.loads((world / 'annotations' / 'instances_val.json').read_text())['images'])
+    assert (rep['prompts'], rep['held_out_excluded']) == (40, 0) and 'prompts: 40 from' in r.stdout
     assert json.loads((out / 'calibration.json').read_text())['b_c'] == json.loads(cal.read_text())['b_c']
 
 
