@@ -261,7 +261,8 @@ def test_real_run_path_with_local_paths(pretrained, tmp_path):
     # the evaluation images (eval.instances: ShapeWorld's val split) are kept out of the prompts, and the run says so
     rep = json.loads((out / 'prompts.json').read_text())
     assert rep['held_out_files'] == [str(world / 'annotations' / 'instances_val.json')]
-    assert rep['held_out_images'] == len(json.loads((world / 'annotations' / 'instances_val.json').read_text())['images'])
+    val = json.loads((world / 'annotations' / 'instances_val.json').read_text())
+    assert rep['held_out_images'] == len(val['images'])
     assert (rep['prompts'], rep['held_out_excluded']) == (40, 0) and 'prompts: 40 from' in r.stdout
     assert json.loads((out / 'calibration.json').read_text())['b_c'] == json.loads(cal.read_text())['b_c']
 
