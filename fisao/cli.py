@@ -900,9 +900,9 @@ def _score_setup(args):
 
     from transformers.utils import logging as hf_logging
 
-    from fisao.score import _preset_reward, model_setup, shapeworld_setup
+    from fisao.score import model_setup, preset_reward, shapeworld_setup
     hf_logging.disable_progress_bar()  # the weight-loading bars: the table is the output
-    reward = _preset_reward()
+    reward = preset_reward()
     if args.reading: reward = dataclasses.replace(reward, reading=args.reading)
     if args.model is None:
         return shapeworld_setup(args.pretrained, args.quick, args.calibration, reward, args.dtype)

@@ -14,8 +14,8 @@ from .core import ConfigError, DataError, atomic_write
 from .rewards import FineGrainedReward, RewardConfig, normalize_scores
 
 # %% auto 0
-__all__ = ['MENTION_KEYS', 'ScoreSetup', 'shapeworld_setup', 'model_setup', 'score_caption', 'shapeworld_image', 'mentions_table',
-           'save_heatmap', 'audit_table', 'reliability', 'audit', 'audit_text', 'plot_reliability',
+__all__ = ['MENTION_KEYS', 'ScoreSetup', 'shapeworld_setup', 'model_setup', 'preset_reward', 'score_caption', 'shapeworld_image',
+           'mentions_table', 'save_heatmap', 'audit_table', 'reliability', 'audit', 'audit_text', 'plot_reliability',
            'shapeworld_audit_inputs']
 
 # %% ../nbs/11b_score.ipynb
@@ -59,7 +59,7 @@ def shapeworld_setup(pretrained='runs/pretrain', quick:bool=False, calibration=N
         run_calibration(cal_path, pretrained=root, quick=quick, progress=False)
     from fisao.verifier import load_calibration
     chair = Chair(ChairVocab.from_file(root / 'world' / 'vocab.txt'))
-    return _setup(root / 'llava', root / 'clip', load_calibration(cal_path), chair, reward or _preset_reward(), dtype)
+    return _setup(root / 'llava', root / 'clip', load_calibration(cal_path), chair, reward or preset_reward(), dtype)
 
 def model_setup(model, clip, calibration, vocab=None, reward:RewardConfig|None=None, dtype:str='fp32',
                 device=None) -> ScoreSetup:
@@ -71,9 +71,9 @@ def model_setup(model, clip, calibration, vocab=None, reward:RewardConfig|None=N
     cal = load_calibration(require_path(calibration, 'calibration file'))
     chair = Chair(ChairVocab.from_file(vocab) if vocab else ChairVocab.coco())
     return _setup(require_path(model, 'model directory', kind='dir'), require_path(clip, 'CLIP directory', kind='dir'),
-                  cal, chair, reward or _preset_reward(), dtype, device)
+                  cal, chair, reward or preset_reward(), dtype, device)
 
-def _preset_reward() -> RewardConfig:
+def preset_reward() -> RewardConfig:
     "The reward settings of `TrainConfig()` (the ShapeWorld preset), so that scores read as a default run reads them."
     from fisao.trainconfig import TrainConfig
     return TrainConfig().reward

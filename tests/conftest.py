@@ -209,3 +209,28 @@ def quick_pretrained(tmp_path_factory):
     out = tmp_path_factory.mktemp('quick_models') / 'pretrain'
     fisao('pretrain', '--quick', '--out', out, '--quiet')
     return out
+
+
+# ---- the EVAL_PROTOCOLS.md §1.8 golden CHAIR case (CHAIR_s 2/3, CHAIR_i 3/8, Recall 5/6), shared by the CHAIR tests
+
+GOLDEN_GENERATIONS = [{'image_id': 42, 'caption': 'A man and his dogs are next to a red car.'},
+                      {'image_id': 73, 'caption': 'A dining table with a laptop computer and a toilet seat.'},
+                      {'image_id': 101, 'caption': 'A woman sitting on a sofa.'}]
+
+
+@pytest.fixture
+def golden_coco(tmp_path) -> SimpleNamespace:
+    "`instances`, `captions` (COCO JSON files in tmp_path) and `generations` (records) of the §1.8 golden case."
+    cats = [{'id': 1, 'name': 'person'}, {'id': 18, 'name': 'dog'}, {'id': 62, 'name': 'chair'},
+            {'id': 67, 'name': 'dining table'}]
+    images = [{'id': i, 'file_name': f'COCO_val2014_{i:012d}.jpg', 'width': 64, 'height': 48} for i in (42, 73, 101)]
+    inst = [(42, 1), (42, 1), (42, 18), (73, 62), (73, 67), (101, 1)]
+    (tmp_path / 'inst.json').write_text(json.dumps({'images': images, 'categories': cats, 'annotations': [
+        {'id': k, 'image_id': i, 'category_id': c, 'bbox': [0, 0, 10, 10], 'area': 100, 'iscrowd': 0}
+        for k, (i, c) in enumerate(inst)]}))
+    (tmp_path / 'caps.json').write_text(json.dumps({'images': images, 'annotations': [
+        {'id': 1, 'image_id': 42, 'caption': 'A man walking his dog.'},
+        {'id': 2, 'image_id': 73, 'caption': 'A wooden table with chairs.'},
+        {'id': 3, 'image_id': 101, 'caption': 'A woman on a couch.'}]}))
+    return SimpleNamespace(instances=tmp_path / 'inst.json', captions=tmp_path / 'caps.json',
+                           generations=[dict(g) for g in GOLDEN_GENERATIONS])

@@ -73,23 +73,10 @@ def test_mode_is_checked_and_recorded(tmp_path):
 
 
 @pytest.mark.parametrize('mode', ['kit', 'reference'])
-def test_golden_values_in_both_modes(tmp_path, mode):
+def test_golden_values_in_both_modes(golden_coco, mode):
     "EVAL_PROTOCOLS.md §1.8: CHAIR_s = 2/3, CHAIR_i = 3/8, Recall = 5/6 (no plural/quote case differs by mode)."
-    cats = [{'id': 1, 'name': 'person'}, {'id': 18, 'name': 'dog'}, {'id': 62, 'name': 'chair'},
-            {'id': 67, 'name': 'dining table'}]
-    images = [{'id': i, 'file_name': f'{i}.jpg', 'width': 64, 'height': 48} for i in (42, 73, 101)]
-    inst = [(42, 1), (42, 1), (42, 18), (73, 62), (73, 67), (101, 1)]
-    (tmp_path / 'inst.json').write_text(json.dumps({'images': images, 'categories': cats, 'annotations': [
-        {'id': k, 'image_id': i, 'category_id': c, 'bbox': [0, 0, 1, 1], 'area': 1, 'iscrowd': 0}
-        for k, (i, c) in enumerate(inst)]}))
-    (tmp_path / 'caps.json').write_text(json.dumps({'images': images, 'annotations': [
-        {'id': 1, 'image_id': 42, 'caption': 'A man walking his dog.'},
-        {'id': 2, 'image_id': 73, 'caption': 'A wooden table with chairs.'},
-        {'id': 3, 'image_id': 101, 'caption': 'A woman on a couch.'}]}))
     chair = Chair(ChairVocab.coco(), mode=mode)
-    gt = ground_truth(chair, load_coco(tmp_path / 'inst.json'), load_coco(tmp_path / 'caps.json', 'captions'))
-    gens = [{'image_id': 42, 'caption': 'A man and his dogs are next to a red car.'},
-            {'image_id': 73, 'caption': 'A dining table with a laptop computer and a toilet seat.'},
-            {'image_id': 101, 'caption': 'A woman sitting on a sofa.'}]
+    gt = ground_truth(chair, load_coco(golden_coco.instances), load_coco(golden_coco.captions, 'captions'))
+    gens = golden_coco.generations
     res = evaluate(chair, gens, gt)
     assert (res['chair_s'], res['chair_i'], res['recall']) == pytest.approx((2 / 3, 3 / 8, 5 / 6), abs=1e-15)

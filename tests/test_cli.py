@@ -99,24 +99,10 @@ def test_noisy_training_captions_never_enter_ground_truth(world, tmp_path):
     assert [p['hallucinated'] for p in per] == [sorted(a['noise']) for a in anns]
 
 
-def test_golden_coco_case_through_cli(tmp_path):
-    cats = [{'id': 1, 'name': 'person'}, {'id': 18, 'name': 'dog'}, {'id': 62, 'name': 'chair'},
-            {'id': 67, 'name': 'dining table'}]
-    images = [{'id': i, 'file_name': f'COCO_val2014_{i:012d}.jpg', 'width': 64, 'height': 48} for i in (42, 73, 101)]
-    inst = [(42, 1), (42, 1), (42, 18), (73, 62), (73, 67), (101, 1)]
-    (tmp_path / 'inst.json').write_text(json.dumps({'images': images, 'categories': cats, 'annotations': [
-        {'id': k, 'image_id': i, 'category_id': c, 'bbox': [0, 0, 10, 10], 'area': 100, 'iscrowd': 0}
-        for k, (i, c) in enumerate(inst)]}))
-    (tmp_path / 'caps.json').write_text(json.dumps({'images': images, 'annotations': [
-        {'id': 1, 'image_id': 42, 'caption': 'A man walking his dog.'},
-        {'id': 2, 'image_id': 73, 'caption': 'A wooden table with chairs.'},
-        {'id': 3, 'image_id': 101, 'caption': 'A woman on a couch.'}]}))
-    (tmp_path / 'gen.jsonl').write_text('\n'.join(json.dumps(g) for g in [
-        {'image_id': 42, 'caption': 'A man and his dogs are next to a red car.'},
-        {'image_id': 73, 'caption': 'A dining table with a laptop computer and a toilet seat.'},
-        {'image_id': 101, 'caption': 'A woman sitting on a sofa.'}]))
-    r = fisao('eval', 'chair', '--generations', tmp_path / 'gen.jsonl', '--instances', tmp_path / 'inst.json',
-              '--captions', tmp_path / 'caps.json', '--out', tmp_path / 'out.json')
+def test_golden_coco_case_through_cli(golden_coco, tmp_path):
+    (tmp_path / 'gen.jsonl').write_text('\n'.join(json.dumps(g) for g in golden_coco.generations))
+    r = fisao('eval', 'chair', '--generations', tmp_path / 'gen.jsonl', '--instances', golden_coco.instances,
+              '--captions', golden_coco.captions, '--out', tmp_path / 'out.json')
     res = json.loads((tmp_path / 'out.json').read_text())
     assert (res['chair_s'], res['chair_i'], res['recall']) == pytest.approx((2 / 3, 3 / 8, 5 / 6))
     assert res['rules'] == 'coco' and res['ground_truth'] == 'instances+captions'
