@@ -52,7 +52,7 @@ def ensure_models(pretrained, quick):
 def ppo_trainer(args, out, calibration=''):
     from fisao.trainconfig import load_config
     from fisao.trainer import FiSAOTrainer
-    flags = ['--model.pretrained', args.pretrained, '--out', str(out), '--no-log.progress', '--no-log.tensorboard',
+    flags = ['--model.pretrained', args.pretrained, '--out', str(out), '--no-log.progress', '--log.report-to', 'none',
              '--eval.images', '10', '--optim.lr', '1e-5', '--rollout.batch', str(args.batch),
              '--ppo.minibatch-size', str(args.minibatch), '--ppo.epochs', '4',
              '--rollout.max-new-tokens', str(args.length), '--device', 'cpu', '--ppo.ent-coef', '0'] + \
@@ -74,7 +74,7 @@ def bench_time(args):
     cfg = config_from_flat({'out': str(tmp / 'grpo'), 'model.pretrained': args.pretrained, 'model.quick': args.quick,
                             'steps': args.reps + 1, 'rollout.batch': args.batch, 'ppo.minibatch_size': args.minibatch,
                             'ppo.epochs': 4, 'rollout.max_new_tokens': args.length, 'optim.lr': 1e-5,
-                            'log.progress': False, 'log.tensorboard': False, 'device': 'cpu'})
+                            'log.progress': False, 'log.report_to': 'none', 'device': 'cpu'})
     setup = setup_baseline(cfg)
     tr = ppo_trainer(args, tmp / 'ppo', calibration=str(tmp / 'grpo' / 'calibration.json'))
     gargs = grpo_config(cfg, G, beta=cfg.kl.coef)

@@ -36,7 +36,7 @@ def main():
     ap.add_argument('--fixed-batch', type=int, default=32)
     args = ap.parse_args()
     out = tempfile.mkdtemp()
-    flags = ['--model.pretrained', args.pretrained, '--out', out, '--no-log.progress', '--no-log.tensorboard',
+    flags = ['--model.pretrained', args.pretrained, '--out', out, '--no-log.progress', '--log.report-to', 'none',
              '--eval.images', '10', '--optim.lr', '1e-5'] + (['--model.quick'] if args.quick else [])
     tr = FiSAOTrainer(load_config(None, flags))
     res, step = {'threads': torch.get_num_threads(), 'quick': args.quick}, 0

@@ -271,15 +271,20 @@ def drop_incomplete_sentence(text:str) -> str:
 
 # %% ../nbs/11_eval.ipynb
 def merge_adapter(model, adapter, out, dtype='fp32') -> Path:
-    """Merge the LoRA `adapter` into the base `model` and `save_pretrained` the result
-    (with its processor) to `out`, atomically."""
+    """Merge the LoRA `adapter` into the base `model` and `save_pretrained` the result (with its processor and the
+    adapter's model card, `merged_model_card`) to `out`, atomically."""
     import shutil
     import tempfile
+
+    from fisao.rundir import merged_model_card
     m, processor, kind = load_policy(model, adapter, dtype=dtype)
     merged = m.merge_and_unload()
     out = Path(out)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent if out.parent.exists() else None))
     merged.save_pretrained(tmp); processor.save_pretrained(tmp)
+    card = Path(adapter) / 'README.md'
+    (tmp / 'README.md').write_text(merged_model_card(card.read_text(encoding='utf-8') if card.is_file() else None,
+                                                     model, adapter), encoding='utf-8')
     if out.exists(): shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(tmp), str(out))

@@ -27,30 +27,38 @@ from fisao.core import (
 )
 
 # %% auto 0
-__all__ = ['CKPT_RE', 'CheckpointWriteError', 'MetricsLog', 'read_metrics', 'list_checkpoints', 'rng_state', 'set_rng_state',
-           'save_rng', 'load_rng', 'torch_load', 'checkpoint_files', 'check_checkpoint', 'preflight', 'resolve_run']
+__all__ = ['TRACKER_NAMES', 'TRACKER_CLASSES', 'CKPT_RE', 'FISAO_SUMMARY', 'CARD_TAGS', 'READING_TEXT', 'CheckpointWriteError',
+           'MetricsLog', 'read_metrics', 'tracker_metrics', 'import_tracker', 'check_trackers', 'TensorBoardTracker',
+           'WandbTracker', 'TrackioTracker', 'list_checkpoints', 'rng_state', 'set_rng_state', 'save_rng', 'load_rng',
+           'torch_load', 'checkpoint_files', 'check_checkpoint', 'preflight', 'resolve_run', 'split_model_card',
+           'join_model_card', 'chair_before_after', 'model_card', 'write_model_card', 'merged_model_card']
 
 # %% ../nbs/09c_rundir.ipynb
 class CheckpointWriteError(FisaoError):
     "A checkpoint or log could not be written (disk full, permissions); what was written before is intact."
 
 class MetricsLog:
-    """Append-only `metrics.jsonl` (+ TensorBoard) on the main process.
-    `truncate(step)` drops lines after a resumed checkpoint."""
-    def __init__(self, out:Path, tensorboard:bool, active:bool):
-        self.path, self.active, self.tb = out / 'metrics.jsonl', active, None
-        if active and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(out / 'tb'))
+    """Append-only `metrics.jsonl` (our names) on the main process, and the trackers of `report_to` (trl's names,
+    `TRACKER_NAMES`), opened at the first `log`. `truncate(step)` drops lines after a resumed checkpoint; the trackers
+    then continue after it. `config`: the run's settings, for the trackers that keep them (wandb, trackio)."""
+    def __init__(self, out:Path, report_to=('tensorboard',), active:bool=True, config:dict|None=None,
+                 tensorboard:bool|None=None):
+        if tensorboard is not None: report_to = ['tensorboard' if tensorboard else 'none']  # the old keyword
+        self.out, self.active, self.config = Path(out), active, config
+        self.path = self.out / 'metrics.jsonl'
+        self.names = check_trackers(report_to) if active else []  # a missing library fails now, not at the first step
+        self.trackers, self.resume_step, self.last_step = None, None, None
 
     def truncate(self, step:int) -> None:
-        "Keep only lines with `step <= step` (a resumed run rewrites what came after its checkpoint)."
+        """Keep only lines with `step <= step` (a resumed run rewrites what came after its checkpoint); the trackers
+        continue after `step`."""
+        self.resume_step = step
         if not (self.active and self.path.exists()): return
         keep = [json.dumps(r) for r in read_metrics(self.path) if r.get('step', 0) <= step]
         with atomic_write(self.path) as f: f.write(''.join(l + '\n' for l in keep))
 
     def log(self, step:int, metrics:dict) -> None:
-        "Write one line `{'step': step, **metrics}`."
+        "Write one line `{'step': step, **metrics}`, and send its numbers to the trackers."
         if not self.active: return
         row = {'step': step, **{k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
                                 for k, v in metrics.items()}}
@@ -62,13 +70,15 @@ class MetricsLog:
             raise CheckpointWriteError(f"could not append step {step} to {self.path}: {e.strerror or e}. Lines and "
                                        "checkpoints already written are intact; free space and continue with "
                                        "--resume") from None
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != 'step' and isinstance(v, float): self.tb.add_scalar(k, v, step)
-            self.tb.flush()
+        if self.trackers is None:  # opened at the first line: a resume (truncate) is known by then
+            self.trackers = [TRACKER_CLASSES[n](self.out, self.config, self.resume_step) for n in self.names]
+        for t in self.trackers: t.log(step, tracker_metrics(row))
+        self.last_step = step
 
-    def close(self):
-        if self.tb is not None: self.tb.close()
+    def close(self) -> None:
+        "Close the trackers; a later `log` opens them again, continuing the same runs."
+        for t in self.trackers or []: t.close()
+        if self.trackers is not None: self.trackers, self.resume_step = None, self.last_step
 
 def read_metrics(path) -> list:
     """The rows of a `metrics.jsonl` file.
@@ -80,6 +90,100 @@ def read_metrics(path) -> list:
         try: rows.append(json.loads(l))
         except json.JSONDecodeError: logger.warning('%s, line %d: not valid JSON (a write cut off?); dropped', p, i)
     return rows
+
+# %% ../nbs/09c_rundir.ipynb
+TRACKER_NAMES = {
+    'objective/kl': 'objective/kl', 'objective/kl_coef': 'objective/kl_coef',
+    'objective/non_score_reward': 'objective/non_score_reward', 'objective/scores': 'objective/scores',
+    'objective/rewards': 'objective/rlhf_reward',
+    'policy/approx_kl': 'policy/approxkl_avg', 'policy/clipfrac': 'policy/clipfrac_avg',
+    'policy/entropy': 'policy/entropy_avg',
+    'loss/policy': 'loss/policy_avg', 'loss/value': 'loss/value_avg',
+    'val/clipfrac': 'val/clipfrac_avg',
+    'charts/lr': 'lr'}
+"our metric (`metrics.jsonl`) → trl's PPO name of the same quantity, what the trackers receive; others keep their name"
+
+def tracker_metrics(row:dict) -> dict:
+    "The finite numbers of a metrics row (`step` left out) under the trackers' names (`TRACKER_NAMES`)."
+    return {TRACKER_NAMES.get(k, k): float(v) for k, v in row.items()
+            if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+# %% ../nbs/09c_rundir.ipynb
+_TRACKER_LIBS = {'tensorboard': ('torch.utils.tensorboard', 'tensorboard'), 'wandb': ('wandb', 'wandb'),
+                 'trackio': ('trackio', 'trackio')}  # tracker → (module to import, pip package)
+
+def import_tracker(name:str):
+    "The library of tracker `name`; a `ConfigError` naming `log.report_to` and the pip command when it is missing."
+    import importlib
+    module, pip = _TRACKER_LIBS[name]
+    try: return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"log.report_to names {name}, which is not installed here: pip install {pip} "
+                          f"(or leave {name} out of log.report_to)") from None
+
+def check_trackers(report_to) -> list:
+    "The trackers of `report_to` (`none` left out), each one's library importable; else a `ConfigError`."
+    from fisao.trainconfig import report_to_list
+    names = [n for n in report_to_list(report_to) if n != 'none']
+    for n in names: import_tracker(n)
+    return names
+
+class TensorBoardTracker:
+    "TensorBoard events in `OUT/tb`; resumed after `resume_step`, it purges the events written after that step."
+    def __init__(self, out:Path, config:dict|None=None, resume_step:int|None=None):
+        tb = import_tracker('tensorboard')
+        self.writer = tb.SummaryWriter(str(Path(out) / 'tb'),
+                                       purge_step=None if resume_step is None else resume_step + 1)
+
+    def log(self, step:int, metrics:dict) -> None:
+        "One scalar per metric at `step`."
+        for k, v in metrics.items(): self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        "Close the event file."
+        self.writer.close()
+
+# %% ../nbs/09c_rundir.ipynb
+class WandbTracker:
+    """A wandb run: project `fisao` (or `$WANDB_PROJECT`), named after the run directory, with the run's config, its
+    files under `OUT/wandb`; wandb's own settings hold (`WANDB_MODE=offline`: nothing leaves the machine). Resumed, it
+    continues the run whose id `OUT/wandb/run_id` keeps."""
+    def __init__(self, out:Path, config:dict|None=None, resume_step:int|None=None):
+        import uuid
+        wandb, out = import_tracker('wandb'), Path(out)
+        id_file = out / 'wandb' / 'run_id'
+        run_id = id_file.read_text().strip() if resume_step is not None and id_file.is_file() else uuid.uuid4().hex[:8]
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id)
+        self.run = wandb.init(project=os.environ.get('WANDB_PROJECT', 'fisao'), name=out.resolve().name, id=run_id,
+                              resume='allow', dir=str(out), config=config, reinit='create_new')
+
+    def log(self, step:int, metrics:dict) -> None:
+        "The metrics of `step`."
+        self.run.log(metrics, step=step)
+
+    def close(self) -> None:
+        "Finish the run (offline: its files are complete, for `wandb sync`)."
+        self.run.finish()
+
+class TrackioTracker:
+    """A trackio run: project `fisao`, named after the run directory, with the run's config, in trackio's local store
+    (`$TRACKIO_DIR`); resumed, it continues the run of that name."""
+    def __init__(self, out:Path, config:dict|None=None, resume_step:int|None=None):
+        trackio = import_tracker('trackio')
+        self.run = trackio.init(project='fisao', name=Path(out).resolve().name, config=config, embed=False,
+                                resume='allow' if resume_step is not None else 'never')
+
+    def log(self, step:int, metrics:dict) -> None:
+        "The metrics of `step`."
+        self.run.log(metrics, step=step)
+
+    def close(self) -> None:
+        "Finish the run."
+        self.run.finish()
+
+TRACKER_CLASSES = {'tensorboard': TensorBoardTracker, 'wandb': WandbTracker, 'trackio': TrackioTracker}  # by name
 
 # %% ../nbs/09c_rundir.ipynb
 CKPT_RE = re.compile(r'^step-(\d+)$')
@@ -155,6 +259,7 @@ def preflight(cfg, resume:bool=False, world_size:int=1, distributed_type=None) -
     from fisao.ppo import check_distributed
     from fisao.verifier import load_calibration
     check_distributed(distributed_type, cfg.ppo.grad_accum)  # DeepSpeed would step per micro-batch: refused
+    check_trackers(cfg.log.report_to)  # a tracker's library is missing: say so before a model loads
     m, d, ev = cfg.model, cfg.data, cfg.eval
     if m.path:
         if not m.clip: raise ConfigError("a real run (model.path set) needs model.clip: the local CLIP checkpoint of "
@@ -196,3 +301,142 @@ def resolve_run(run_dir, step:int|None=None) -> dict:
     base = Path(cfg.model.path) if cfg.model.path else Path(cfg.model.pretrained) / 'llava'
     return {'model': str(base), 'adapter': str(cks[-1] / 'adapter'), 'step': int(cks[-1].name.split('-')[1]),
             'config': cfg}
+
+# %% ../nbs/09c_rundir.ipynb
+FISAO_SUMMARY = ("FiSAO (Cui et al., *Fine-Grained Verifiers: Preference Modeling as Next-token Prediction in "
+                 "Vision-Language Alignment*, ICLR 2025) trains a vision-language model with PPO on token-level "
+                 "rewards that the model's own vision encoder gives each object it names, to cut hallucinated objects.")
+"the method in one line, as the model cards say it"
+
+CARD_TAGS = ('fisao', 'vlm', 'hallucination', 'ppo', 'rlhf', 'lora')
+"the Hub tags of every FiSAO model card"
+
+READING_TEXT = {'threshold': "+λ where 𝒩(s) ≥ 1 − ξ, −λ where 𝒩(s) ≤ ξ, 0 between, on the mention's tokens",
+                'normalized': "λ·(𝒩(s) − ξ) on the mention's tokens",
+                'sentence': "the sum of λ·(𝒩(s) − ξ) over the mentions, on the last token"}
+"each reward reading (`reward.reading`) in words"
+
+def _table(header:tuple, rows:list) -> str:
+    "A Markdown table."
+    return '\n'.join(['| ' + ' | '.join(map(str, header)) + ' |', '|' + '---|' * len(header),
+                      *('| ' + ' | '.join(map(str, r)) + ' |' for r in rows)])
+
+def _num(v, fmt:str='.4f') -> str: return 'n/a' if v is None else format(v, fmt)
+
+def split_model_card(text:str) -> tuple:
+    "`(front matter, body)` of a model card: the YAML between its first two `---` lines; `({}, text)` without them."
+    import yaml
+    lines = text.split('\n')
+    if lines[0].strip() != '---': return {}, text
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == '---'), None)
+    if end is None: return {}, text
+    return yaml.safe_load('\n'.join(lines[1:end])) or {}, '\n'.join(lines[end + 1:]).lstrip('\n')
+
+def join_model_card(meta:dict, body:str) -> str:
+    "A model card's text: `meta` as YAML front matter between `---` lines, then `body`."
+    import yaml
+    return '---\n' + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=10**6) + '---\n\n' + body
+
+# %% ../nbs/09c_rundir.ipynb
+def _card_reward(r) -> str:
+    "The model card's reward section, from a `RewardConfig`."
+    source = ('the verifier: 𝒩(s) = (s − b_h) / (b_c − b_h) of the score s of each object mention'
+              if r.source == 'verifier' else 'the oracle: ground-truth labels in place of 𝒩(s) (an upper bound)')
+    rows = [('reading', f"`{r.reading}`: {READING_TEXT[r.reading]}"), ('source', source), ('ξ (`reward.xi`)', r.xi),
+            ('λ (`reward.lam`)', r.lam), ('placement', r.placement),
+            ('repetition guard', f"on: repeat ≤ {r.repeat_reward}, loop ≤ {r.loop_reward}" if r.repetition_guard
+             else 'off'),
+            ('mentions cut by truncation', 'no reward' if r.drop_cut_mentions else 'rewarded')]
+    return '## Reward\n\n' + _table(('setting', 'value'), rows)
+
+def _card_calibration(cal:dict|None) -> str:
+    "The model card's calibration section, from a `calibration.json` record (or None)."
+    if not cal: return '## Calibration\n\nNot recorded.'
+    dec = cal.get('decoding')
+    how = ('greedy' if dec == 'greedy' else f"sampled, T = {cal.get('temperature')}, top-p = {cal.get('top_p')}"
+           if dec else 'not recorded')
+    rows = [('b_c (mean score, correct mentions)', _num(cal.get('b_c'))),
+            ('b_h (mean score, hallucinated mentions)', _num(cal.get('b_h'))),
+            ('AUROC (correct vs hallucinated)', _num(cal.get('auroc'), '.3f')),
+            ('mentions', f"{cal.get('n_correct', 'n/a')} correct, {cal.get('n_hallucinated', 'n/a')} hallucinated"),
+            ('images', f"{cal.get('n_images', 'n/a')} ({cal.get('data') or 'data not recorded'})"),
+            ('decoding', f"{how}, ≤ {cal.get('max_new_tokens', 'n/a')} new tokens, seed {cal.get('seed', 'n/a')}"),
+            ('verifier template', f"`{cal.get('template', 'n/a')}`")]
+    return '## Calibration\n\n' + _table(('', 'value'), rows)
+
+def _card_training(cfg, step:int|None, world_size:int) -> str:
+    "The model card's training section, from a `TrainConfig`."
+    o, k, p, r, d = cfg.optim, cfg.kl, cfg.ppo, cfg.rollout, cfg.data
+    prompts = ('ShapeWorld train split' + (' (quick world)' if cfg.model.quick else '') if d.prompts == 'shapeworld'
+               else f"{Path(d.prompts).name} (first {d.n_prompts} usable records)")
+    rows = [('steps', f"{step} of {cfg.steps}" if step is not None else cfg.steps),
+            ('learning rate (LoRA / value head)', f"{o.lr:g} / {o.value_lr or o.lr:g}, {o.schedule}, "
+             f"{o.warmup_steps} warm-up steps"),
+            ('LoRA r / alpha / dropout', f"{cfg.lora.r} / {cfg.lora.alpha} / {cfg.lora.dropout}"),
+            ('KL penalty β', f"{k.coef} ({k.estimator}" + (f", adaptive, target {k.target})" if k.adaptive else ')')),
+            ('γ / GAE λ', f"{p.gamma} / {p.gae_lambda}"),
+            ('PPO epochs / minibatch / clip ε', f"{p.epochs} / {p.minibatch_size} / {p.clip_eps}"),
+            ('rollout', f"{r.batch} prompts per process per step, ≤ {r.max_new_tokens} new tokens, "
+             f"T = {r.temperature}, top-p = {r.top_p}"),
+            ('processes (world size)', world_size), ('seed', cfg.seed), ('prompts', prompts),
+            ('dtype / mixed precision', f"{cfg.model.dtype} / {cfg.mixed_precision}")]
+    return '## Training\n\n' + _table(('setting', 'value'), rows)
+
+def _card_chair(chair:dict|None, cfg) -> str:
+    "The model card's held-out CHAIR section (`chair_before_after`), or *not evaluated*."
+    head = '## Held-out CHAIR\n\n'
+    if not chair or not chair.get('before'): return head + 'Not evaluated.'
+    where = (f"ShapeWorld `{cfg.eval.split}`" if not cfg.model.path else f"`{Path(cfg.eval.instances).name}`")
+    pct = lambda v: _num(None if v is None else 100 * v, '.1f')
+    rows = [(f"{label} (step {row['step']})", pct(row.get('eval/chair_s')), pct(row.get('eval/chair_i')),
+             pct(row.get('eval/recall')), _num(row.get('eval/len'), '.1f'))
+            for label, row in (('before', chair['before']), ('after', chair.get('after'))) if row]
+    note = '' if chair.get('after') else '\n\nAfter training: not evaluated.'
+    return (head + f"Greedy captions of {cfg.eval.images} held-out images of {where} (CHAIR in %, lower is better; "
+            "recall in %; length in words).\n\n"
+            + _table(('', 'CHAIR_s', 'CHAIR_i', 'Recall', 'Len'), rows) + note)
+
+# %% ../nbs/09c_rundir.ipynb
+def chair_before_after(rows:list, step:int|None=None) -> dict|None:
+    """`{'before': row, 'after': row or None}`: the first and the last `metrics.jsonl` rows with held-out CHAIR
+    (`eval/chair_i`) up to `step`; None when the run has none."""
+    evals = [r for r in rows if r.get('eval/chair_i') is not None and (step is None or r.get('step', 0) <= step)]
+    if not evals: return None
+    return {'before': evals[0], 'after': evals[-1] if len(evals) > 1 else None}
+
+def model_card(cfg, calibration:dict|None=None, chair:dict|None=None, base_model:str|None=None, step:int|None=None,
+               world_size:int=1, license:str|None=None) -> str:
+    """The `README.md` model card of a FiSAO adapter trained with the `TrainConfig` `cfg`: Hub front matter and the
+    method, reward reading, `calibration` (a `calibration.json` record), training settings and held-out `chair`
+    (`chair_before_after`). `base_model`: the Hub id when known (default: the run's base model path)."""
+    base = str(base_model or cfg.model.path or Path(cfg.model.pretrained) / 'llava')
+    meta = {'base_model': base, 'library_name': 'peft', 'pipeline_tag': 'image-text-to-text',
+            'tags': [*CARD_TAGS, f'base_model:adapter:{base}'], **({'license': license} if license else {})}
+    parts = [f"# {Path(cfg.out).name}: a FiSAO LoRA adapter" + (f" (step {step})" if step is not None else ''),
+             FISAO_SUMMARY,
+             f"A peft LoRA adapter on the language model of `{base}`; `value_head.safetensors` beside it is PPO's "
+             "value head, not needed to generate. Evaluate it with `fisao eval chair --run RUN`, fold it into the base "
+             "model with `fisao merge --run RUN --out DIR` (the card goes along).",
+             _card_reward(cfg.reward), _card_calibration(calibration), _card_training(cfg, step, world_size),
+             _card_chair(chair, cfg)]
+    return join_model_card(meta, '\n\n'.join(parts) + '\n')
+
+def write_model_card(dir, cfg, calibration:dict|None=None, chair:dict|None=None, base_model:str|None=None,
+                     step:int|None=None, world_size:int=1, license:str|None=None) -> Path:
+    "Write `model_card(...)` to `dir/README.md` (atomically, over peft's template card); returns its path."
+    path = Path(dir) / 'README.md'
+    with atomic_write(path) as f:
+        f.write(model_card(cfg, calibration, chair, base_model, step, world_size, license))
+    return path
+
+def merged_model_card(adapter_card:str|None, base_model, adapter) -> str:
+    """The card of the model merged from `adapter` into `base_model`: the adapter's card (when it has one) with
+    `library_name: transformers`, `base_model` the base, no adapter tag, and a line saying what was merged."""
+    meta, body = split_model_card(adapter_card or '')
+    tags = [t for t in meta.get('tags') or [] if not str(t).startswith('base_model:adapter:')]
+    meta = {**meta, 'base_model': str(base_model), 'library_name': 'transformers', 'tags': tags or ['fisao']}
+    line = (f"Merged from adapter `{adapter}` into `{base_model}` (`fisao merge`): the LoRA weights are folded into "
+            "the base model's, so transformers loads it alone; the value head is left out.")
+    lines = body.split('\n') if body.strip() else ['# A merged FiSAO model', '']
+    at = next((i + 1 for i, l in enumerate(lines) if l.startswith('# ')), 0)  # after the title
+    return join_model_card(meta, '\n'.join(lines[:at] + ['', line] + lines[at:]).strip('\n') + '\n')

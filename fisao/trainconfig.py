@@ -5,17 +5,19 @@
 # %% ../nbs/09a_trainconfig.ipynb 3
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from .config import add_config_args, config_from_dict, config_to_dict, parse_config_args
-from .core import ConfigError, read_yaml
+from .core import ConfigError, logger, read_yaml
 from .ppo import PPOConfig, check_minibatch, check_number
 from .rewards import RewardConfig
 
 # %% auto 0
-__all__ = ['FLAT_KEYS', 'METHODS', 'OLD_METHOD_NAMES', 'ModelConfig', 'DataConfig', 'VerifierConfig', 'RolloutConfig',
-           'OptimConfig', 'LoraSettings', 'KLConfig', 'EvalConfig', 'LogConfig', 'TrainConfig', 'load_config',
-           'config_from_flat', 'train_help', 'held_out_files', 'Method', 'check_methods', 'method_overrides']
+__all__ = ['TRACKERS', 'OLD_TENSORBOARD_KEYS', 'FLAT_KEYS', 'METHODS', 'OLD_METHOD_NAMES', 'ModelConfig', 'DataConfig',
+           'VerifierConfig', 'RolloutConfig', 'OptimConfig', 'LoraSettings', 'report_to_list', 'KLConfig', 'EvalConfig',
+           'LogConfig', 'TrainConfig', 'load_config', 'config_from_flat', 'train_help', 'held_out_files', 'Method',
+           'check_methods', 'method_overrides']
 
 # %% ../nbs/09a_trainconfig.ipynb
 _DTYPES = ('fp32', 'float32', 'bf16', 'bfloat16', 'fp16', 'float16')
@@ -127,6 +129,75 @@ class LoraSettings:
         check_number('lora.dropout', self.dropout, hi=1.0)
 
 # %% ../nbs/09a_trainconfig.ipynb
+TRACKERS = ('tensorboard', 'wandb', 'trackio', 'none')
+"the trackers `log.report_to` may name (trl's `report_to` names); `none` alone: `metrics.jsonl` only"
+
+def report_to_list(value) -> list:
+    """The tracker names of a `log.report_to` value: a list, or text (comma-separated, or a YAML list as the config
+    reader's text, `"['tensorboard', 'wandb']"`); empty = `['none']`. An unknown name, or `none` beside a tracker, is a
+    `ConfigError`."""
+    items = value if isinstance(value, (list, tuple)) else re.findall(r"[^\s,\[\]'\"]+", str(value or ''))
+    names = list(dict.fromkeys(str(n).strip().lower() for n in items if str(n).strip()))  # in order, once each
+    bad = [n for n in names if n not in TRACKERS]
+    if bad: raise ConfigError(f"log.report_to: unknown tracker {bad[0]!r}; choose from {', '.join(TRACKERS)}")
+    if 'none' in names and len(names) > 1:
+        raise ConfigError("log.report_to: 'none' (metrics.jsonl only) cannot go with "
+                          + ', '.join(n for n in names if n != 'none'))
+    return names or ['none']
+
+# %% ../nbs/09a_trainconfig.ipynb
+OLD_TENSORBOARD_KEYS = ('log.tensorboard', 'tensorboard')
+"the boolean before `log.report_to` (dotted or flat; also nested under `log:`): true adds tensorboard, false removes it"
+
+def _old_bool(v, key:str, where:str) -> bool:
+    "The old boolean `v` of `key` (a YAML boolean or its text)."
+    if isinstance(v, bool): return v
+    if str(v).lower() in ('true', 'false'): return str(v).lower() == 'true'
+    raise ConfigError(f"{where}: {key} must be true or false, got {v!r}")
+
+def _warn_tensorboard(where:str, key:str, on:bool) -> None:
+    "The warning of an old tensorboard key: it names `log.report_to`."
+    logger.warning("%s: %r is replaced by 'log.report_to' (trl's trackers); read as tensorboard %s (write "
+                   "log.report_to: [tensorboard] or [none])", where, key, 'on' if on else 'off')
+
+def _pop_tensorboard(data:dict, where:str) -> tuple:
+    """`(data without the old tensorboard keys, their value or None)`: `log.tensorboard` (nested or dotted) or the flat
+    `tensorboard`, read with a warning naming `log.report_to`."""
+    data, found = dict(data or {}), []
+    if isinstance(data.get('log'), dict) and 'tensorboard' in data['log']:
+        data['log'] = dict(data['log'])
+        found.append(('log.tensorboard', data['log'].pop('tensorboard')))
+    found += [(k, data.pop(k)) for k in OLD_TENSORBOARD_KEYS if k in data]
+    if not found: return data, None
+    key, v = found[-1]
+    on = _old_bool(v, key, where)
+    _warn_tensorboard(where, key, on)
+    return data, on
+
+def _pop_tensorboard_flags(args) -> tuple:
+    """`(args without the old `--[no-]log.tensorboard` / `--[no-]tensorboard [true|false]` flags, their value or
+    None)`, read with a warning naming `log.report_to`."""
+    args, out, on, i = list(args), [], None, 0
+    while i < len(args):
+        a, i = args[i], i + 1
+        key, _, value = a[2:].replace('_', '-').partition('=') if str(a).startswith('--') else ('', '', '')
+        off = key.startswith('no-')
+        if (key[3:] if off else key) not in ('log.tensorboard', 'tensorboard'):
+            out.append(a)
+            continue
+        if not (value or off) and i < len(args) and str(args[i]).lower() in ('true', 'false'):
+            value, i = args[i], i + 1  # the flat layout's `--tensorboard false`
+        on = not off and _old_bool(value or 'true', '--' + key, 'command line')
+        _warn_tensorboard('command line', '--' + key, on)
+    return out, on
+
+def _with_tensorboard(cfg, on:bool|None):
+    "`cfg` with `tensorboard` added to (`on`) or removed from its `log.report_to`; `cfg` itself when `on` is None."
+    if on is None: return cfg
+    names = (['tensorboard'] if on else []) + [n for n in cfg.log.report_to if n not in ('none', 'tensorboard')]
+    return replace(cfg, log=replace(cfg.log, report_to=names or ['none']))
+
+# %% ../nbs/09a_trainconfig.ipynb
 @dataclass
 class KLConfig:
     "The per-token KL penalty to the reference (the policy with its adapter off) and its controller."
@@ -177,8 +248,9 @@ class LogConfig:
     "write responses with per-token rewards to samples.jsonl every N steps"
     n_samples: int = 4
     "responses per samples.jsonl entry"
-    tensorboard: bool = True
-    "write TensorBoard events to OUT/tb"
+    report_to: str = 'tensorboard'
+    ("trackers beside metrics.jsonl (always written), trl's names: tensorboard (OUT/tb), wandb (OUT/wandb), trackio; "
+     "a YAML list or comma-separated; none = metrics.jsonl only")
     progress: bool = True
     "tqdm progress bar on the main process"
 
@@ -186,13 +258,14 @@ class LogConfig:
         if self.keep_last < 1: raise ConfigError(f"log.keep_last must be >= 1, got {self.keep_last}")
         for name in ('save_every', 'samples_every', 'n_samples'):
             if getattr(self, name) < 0: raise ConfigError(f"log.{name} must be >= 0, got {getattr(self, name)}")
+        self.report_to = report_to_list(self.report_to)  # read as text (the config reader's types), held as a list
 
 # %% ../nbs/09a_trainconfig.ipynb
 @dataclass
 class TrainConfig:
     "Every setting of a FiSAO PPO run, in sections. Defaults: the ShapeWorld preset."
     out: str = 'runs/train'
-    "run directory (config.yaml, calibration.json, metrics.jsonl, samples.jsonl, tb/, checkpoints/)"
+    "run directory (config.yaml, calibration.json, metrics.jsonl, samples.jsonl, tb/, wandb/, checkpoints/)"
     seed: int = 0
     "seed of prompts order, sampling and LoRA init"
     steps: int = 120
@@ -264,19 +337,22 @@ FLAT_KEYS = {
     'eval_every': 'eval.every', 'eval_images': 'eval.images', 'eval_split': 'eval.split',
     'eval_instances': 'eval.instances', 'eval_image_dir': 'eval.image_dir',
     'save_every': 'log.save_every', 'keep_last': 'log.keep_last', 'samples_every': 'log.samples_every',
-    'n_samples': 'log.n_samples', 'tensorboard': 'log.tensorboard', 'progress': 'log.progress'}
-"old flat `TrainConfig` key → its dotted path in the nested layout (read with a warning)"
+    'n_samples': 'log.n_samples', 'progress': 'log.progress'}
+"old flat `TrainConfig` key → its dotted path in the nested layout (read with a warning; `tensorboard`: see above)"
 
 def load_config(path=None, args=()) -> TrainConfig:
     "A `TrainConfig` from the YAML file `path` (optional) with command-line `args` (e.g. `['--steps', '10']`) on top."
-    if not path: return parse_config_args(TrainConfig, args, {}, FLAT_KEYS)
-    data = read_yaml(path, 'training config (YAML)', 'TrainConfig')
-    base = config_to_dict(config_from_dict(TrainConfig, data, f'config {path}', FLAT_KEYS))
-    return parse_config_args(TrainConfig, args, base, FLAT_KEYS)
+    args, tb_flag = _pop_tensorboard_flags(args)
+    base = {}
+    if path:
+        data, tb = _pop_tensorboard(read_yaml(path, 'training config (YAML)', 'TrainConfig'), f'config {path}')
+        base = config_to_dict(_with_tensorboard(config_from_dict(TrainConfig, data, f'config {path}', FLAT_KEYS), tb))
+    return _with_tensorboard(parse_config_args(TrainConfig, args, base, FLAT_KEYS), tb_flag)
 
 def config_from_flat(values:dict) -> TrainConfig:
     "A `TrainConfig` from dotted overrides (e.g. `{'optim.lr': 1e-4, 'ppo.gae_lambda': 0.95}`), validated."
-    return config_from_dict(TrainConfig, values, 'overrides', FLAT_KEYS)
+    values, tb = _pop_tensorboard(values, 'overrides')
+    return _with_tensorboard(config_from_dict(TrainConfig, values, 'overrides', FLAT_KEYS), tb)
 
 def train_help(prog:str='fisao train') -> str:
     "The `--help` text of every `TrainConfig` flag, grouped by section."

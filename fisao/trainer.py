@@ -22,6 +22,7 @@ from fastcore.basics import patch
 from fisao.rundir import (
     CheckpointWriteError,
     MetricsLog,
+    chair_before_after,
     check_checkpoint,
     list_checkpoints,
     load_rng,
@@ -29,6 +30,7 @@ from fisao.rundir import (
     read_metrics,
     save_rng,
     torch_load,
+    write_model_card,
 )
 
 from .config import save_config
@@ -162,7 +164,7 @@ class FiSAOTrainer:
         self._setup_optimizer()
         torch.manual_seed(cfg.seed * 1000 + 17 + self.rank)  # a distinct sampling stream per process
         self.step, self.nonfinite_run = 0, 0
-        self.metrics = MetricsLog(self.out, cfg.log.tensorboard, self.main)
+        self.metrics = MetricsLog(self.out, cfg.log.report_to, self.main, config=cfg.to_dict())
         if self.main:
             save_config(cfg, self.out / 'config.yaml')
             write_json(self.out / 'prompts.json', self.prompt_report)
@@ -614,6 +616,8 @@ def save_checkpoint(self: FiSAOTrainer, step: int) -> Path:
         save_rng(tmp / f'rng_state_{self.rank}.pt')
         if self.main:
             self.unwrapped.save(tmp / 'adapter')
+            chair = chair_before_after(read_metrics(self.out / 'metrics.jsonl'), step)
+            write_model_card(tmp / 'adapter', self.cfg, self.calibration, chair, step=step, world_size=self.world)
             torch.save(self.opt.state_dict(), tmp / 'optimizer.pt')
             torch.save(self.sched.state_dict(), tmp / 'scheduler.pt')
 

@@ -13,7 +13,7 @@ def _cfg(out, pretrained, **kw):
     from fisao.trainconfig import config_from_flat
     base = {'out': str(out), 'model.pretrained': str(pretrained), 'model.quick': True, 'steps': 1, 'rollout.batch': 8,
             'ppo.minibatch_size': 4, 'ppo.epochs': 4, 'rollout.max_new_tokens': 12, 'eval.images': 10,
-            'log.progress': False, 'log.tensorboard': False, 'device': 'cpu'}
+            'log.progress': False, 'log.report_to': 'none', 'device': 'cpu'}
     return config_from_flat({**base, **kw})
 
 

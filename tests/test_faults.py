@@ -13,7 +13,7 @@ import pytest
 from test_trainer import _adapter, _env, _train_cmd
 
 STEPS = ['--steps', '6', '--log.save-every', '2', '--eval.every', '0', '--log.samples-every', '0',
-         '--no-log.tensorboard']
+         '--log.report-to', 'none']
 
 
 @pytest.fixture(scope='module')
@@ -117,5 +117,5 @@ def test_cut_off_metrics_line_is_dropped_on_resume(tmp_path, caplog):
     (tmp_path / 'metrics.jsonl').write_text('{"step": 0, "a": 1}\n{"step": 1, "a": 2}\n{"step": 2, "a"')
     assert [r['step'] for r in read_metrics(tmp_path / 'metrics.jsonl')] == [0, 1]
     assert 'line 3: not valid JSON' in caplog.text
-    MetricsLog(tmp_path, tensorboard=False, active=True).truncate(1)
+    MetricsLog(tmp_path, ['none'], active=True).truncate(1)
     assert [r['step'] for r in read_metrics(tmp_path / 'metrics.jsonl')] == [0, 1]

@@ -54,7 +54,7 @@ def test_train_eval_merge_offline_without_hub_variables(quick_pretrained, tmp_pa
     env = _env_without_hub_vars()
     run = tmp_path / 'run'
     r = _run('train', '--model.pretrained', quick_pretrained, '--out', run, *QUICK, '--steps', '1',
-             '--eval.images', '20', '--no-log.tensorboard', env=env)
+             '--eval.images', '20', '--log.report-to', 'none', env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     r = _run('eval', 'chair', '--run', run, '--max-new-tokens', '16', '--n-images', '20',
              '--out', tmp_path / 'chair.json', '--quiet', env=env)

@@ -15,7 +15,7 @@ import pytest
 
 QUICK = ['--model.quick', '--rollout.batch', '16', '--ppo.minibatch-size', '8', '--ppo.epochs', '2',
          '--eval.images', '40', '--rollout.max-new-tokens', '24', '--no-log.progress', '--steps', '4',
-         '--eval.every', '2', '--log.samples-every', '2', '--no-log.tensorboard']
+         '--eval.every', '2', '--log.samples-every', '2', '--log.report-to', 'none']
 IMG = '<img src="data:image/png;base64,'
 
 

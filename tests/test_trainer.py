@@ -77,7 +77,7 @@ def test_train_run_directory(pretrained, tmp_path):
 
 def test_resume_after_sigkill_is_bit_identical(pretrained, tmp_path):
     steps = ['--steps', '6', '--log.save-every', '2', '--eval.every', '0', '--log.samples-every', '0',
-             '--no-log.tensorboard']
+             '--log.report-to', 'none']
     ref = tmp_path / 'ref'
     r = subprocess.run(_train_cmd(pretrained, ref, *steps), capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr
@@ -111,7 +111,8 @@ def test_value_head_has_its_own_learning_rate(pretrained, tmp_path):
     from fisao.trainconfig import load_config
     from fisao.trainer import FiSAOTrainer
     torch.set_num_threads(1)
-    base = ['--model.pretrained', str(pretrained), *QUICK, '--steps', '2', '--no-log.tensorboard', '--optim.lr', '2e-4']
+    base = ['--model.pretrained', str(pretrained), *QUICK, '--steps', '2', '--log.report-to', 'none',
+            '--optim.lr', '2e-4']
     for i, (value_lr, want) in enumerate((('0', 2e-4), ('5e-3', 5e-3))):  # 0 = the policy's lr
         tr = FiSAOTrainer(load_config(None, [*base, '--out', str(tmp_path / f'v{i}'), '--optim.value-lr', value_lr]))
         actor, critic = tr.opt.param_groups
@@ -130,7 +131,7 @@ def test_resume_refuses_a_checkpoint_from_before_the_value_lr_group(pretrained, 
     torch.set_num_threads(1)
     cfg = load_config(None, ['--model.pretrained', str(pretrained), '--out', str(tmp_path / 'old'), *QUICK,
                              '--steps', '1', '--log.save-every', '1', '--eval.every', '0', '--log.samples-every', '0',
-                             '--no-log.tensorboard'])
+                             '--log.report-to', 'none'])
     FiSAOTrainer(cfg).train()
     opt_file = list_checkpoints(tmp_path / 'old')[-1] / 'optimizer.pt'
     state = torch.load(opt_file, weights_only=True)
@@ -151,7 +152,7 @@ def test_nonfinite_rewards_stop_the_run_with_the_last_good_checkpoint(pretrained
     torch.set_num_threads(1)
     cfg = load_config(None, ['--model.pretrained', str(pretrained), '--out', str(tmp_path / 'nan'), *QUICK,
                              '--steps', '6', '--log.save-every', '1', '--eval.every', '0', '--log.samples-every', '0',
-                             '--max-nonfinite', '2', '--no-log.tensorboard'])
+                             '--max-nonfinite', '2', '--log.report-to', 'none'])
     tr = FiSAOTrainer(cfg)
     real = tr.rewarder
     def poisoned(*a, **k):
@@ -230,7 +231,7 @@ def _real_run(model, pretrained, prompts, cal, out, *extra):
                            '--eval.instances', str(world / 'annotations' / 'instances_val.json'),
                            '--eval.image-dir', str(world / 'images' / 'val'),
                            '--out', str(out), '--steps', '2', '--rollout.batch', '8', '--ppo.minibatch-size', '4',
-                           '--ppo.epochs', '1', '--no-log.progress', '--no-log.tensorboard', *extra],
+                           '--ppo.epochs', '1', '--no-log.progress', '--log.report-to', 'none', *extra],
                           capture_output=True, text=True, env=_env())
 
 
