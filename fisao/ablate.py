@@ -18,9 +18,9 @@ from .core import ConfigError, atomic_write, read_config_yaml, read_json, write_
 from .trainconfig import METHODS, check_methods, config_from_flat, method_overrides
 
 # %% auto 0
-__all__ = ['DENSE_WORLD', 'ROW_METRICS', 'COLUMNS', 'AblateConfig', 'variant_overrides', 'load_ablate_config', 'cell_name',
-           'cells', 'pretrained_dir', 'build_models', 'train_config', 'kl_to_reference', 'run_cell', 'aggregate',
-           'table_markdown', 'table_csv', 'plot_ablation', 'run_ablation']
+__all__ = ['DENSE_WORLD', 'ROW_METRICS', 'COLUMNS', 'T975', 'AblateConfig', 'variant_overrides', 'load_ablate_config',
+           'cell_name', 'cells', 'pretrained_dir', 'build_models', 'train_config', 'kl_to_reference', 'run_cell',
+           'aggregate', 'table_markdown', 'table_csv', 't975', 't_interval', 'plot_ablation', 'run_ablation']
 
 # %% ../nbs/15_ablate.ipynb
 @dataclass
@@ -245,27 +245,78 @@ def table_csv(rows:list) -> str:
     return '\n'.join([','.join(keys)] + [','.join(str(r.get(k, '')) for k in keys) for r in rows]) + '\n'
 
 # %% ../nbs/15_ablate.ipynb
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+"97.5 % quantiles of Student's t for 1 to 30 degrees of freedom"
+
+def t975(df:int) -> float:
+    "The 97.5 % quantile of Student's t with `df` degrees of freedom (the table to 30, then a Cornish–Fisher series)."
+    if df < 1: raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(T975): return T975[df - 1]
+    z = 1.959964                                      # the normal 97.5 % quantile
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+def t_interval(values) -> tuple:
+    "`(low, high)`: the 95 % Student-t interval of the mean of `values` (one value: itself, twice)."
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if len(v) < 2: return m, m
+    h = t975(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return m - h, m + h
+
+# %% ../nbs/15_ablate.ipynb
+def _ablation_long(rows:list) -> tuple:
+    "Long-form columns of the rows (one per run, ×100) and of their training curves (one per run and eval step)."
+    runs = {'cell': [r['cell'] for r in rows], 'seed': [r['seed'] for r in rows],
+            'chair_i': [100 * r['chair_i'] for r in rows], 'recall': [100 * r['recall'] for r in rows]}
+    pts = [(r['cell'], METHODS[r['method']].optimiser, s, 100 * ci) for r in rows for s, ci, _ in r.get('curve') or []]
+    curve = dict(zip(('cell', 'optimiser', 'step', 'chair_i'), map(list, zip(*pts)))) if pts else {}
+    return runs, curve
+
+def _pareto_panel(ax, runs:dict, names:list, pal:dict, sft:dict|None) -> None:
+    "CHAIR_i against recall: each cell's mean with both 95 % intervals, its seeds faint, the frontier of the means."
+    import seaborn as sns
+    sns.scatterplot(data=runs, x='recall', y='chair_i', hue='cell', palette=pal, alpha=.35, s=18, legend=False, ax=ax)
+    means = {}
+    for c in names:
+        k = [i for i, x in enumerate(runs['cell']) if x == c]
+        (x0, x1), (y0, y1) = (t_interval([runs[m][i] for i in k]) for m in ('recall', 'chair_i'))
+        x, y = means[c] = ((x0 + x1) / 2, (y0 + y1) / 2)
+        ax.errorbar(x, y, xerr=[[x - x0], [x1 - x]], yerr=[[y - y0], [y1 - y]], color=pal[c],
+                    marker='s' if 'oracle' in c else 'o', ms=6, capsize=2, lw=1)
+    front, best = [], math.inf    # cells no other cell beats on both: more recall and less CHAIR_i
+    for x, y in sorted(means.values(), reverse=True):
+        if y < best: front.append((x, y)); best = y
+    ax.plot(*zip(*front), color='0.5', ls=':', lw=1, zorder=0)
+    if sft: ax.scatter([100 * sft['recall']], [100 * sft['chair_i']], color='k', marker='*', s=140, zorder=5)
+    ax.set(xlabel='Recall (%) ↑', ylabel='CHAIR_i (%) ↓', title='CHAIR_i vs recall: mean ± 95 % t interval; seeds')
+
 def plot_ablation(rows:list, sft:dict|None=None, path=None):
-    "CHAIR_i vs recall scatter and CHAIR_i vs steps per cell; saved to `path` (PNG) if given; returns the figure."
+    """Per cell over seeds (mean, 95 % t interval): CHAIR_i, recall, CHAIR_i vs recall, and CHAIR_i during training;
+    saved to `path` (PNG) if given; returns the figure."""
     import matplotlib.pyplot as plt
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
-    names = list(dict.fromkeys(r['cell'] for r in rows))
-    cmap = plt.get_cmap('tab20')
-    for i, c in enumerate(names):
-        rs = [r for r in rows if r['cell'] == c]
-        col, mk = cmap(i % 20), 'o' if 'oracle' not in c else 's'
-        a1.scatter([100 * r['recall'] for r in rs], [100 * r['chair_i'] for r in rs], color=col, marker=mk,
-                   label=c, s=28)
-        steps = sorted({s for r in rs for s, _, _ in r['curve']})
-        mean = [np.mean([ci for r in rs for s2, ci, _ in r['curve'] if s2 == s]) for s in steps]
-        a2.plot(steps, 100 * np.array(mean), marker=mk, color=col, label=c, lw=1.2,
-                ls='-' if METHODS[rs[0]['method']].optimiser == 'ppo' else '--')
-    if sft:
-        a1.scatter([100 * sft['recall']], [100 * sft['chair_i']], color='k', marker='*', s=120, label='SFT', zorder=5)
-    a1.set(xlabel='Recall (%)', ylabel='CHAIR_i (%)', title='held-out CHAIR_i vs recall (each run a point)')
-    a2.set(xlabel='step', ylabel='CHAIR_i (%)',
-           title='CHAIR_i during training (the run\'s 100-image eval, mean over seeds)')
-    a1.legend(fontsize=6.5, ncol=2); a1.grid(alpha=.3); a2.grid(alpha=.3)
+    import seaborn as sns
+    runs, curve = _ablation_long(rows)
+    names = list(dict.fromkeys(runs['cell']))
+    pal = dict(zip(names, sns.color_palette('tab20' if len(names) > 10 else 'tab10', len(names))))
+    fig, axs = plt.subplots(2, 2, figsize=(12, 8.6))
+    for ax, m, label in ((axs[0, 0], 'chair_i', 'CHAIR_i (%) ↓'), (axs[0, 1], 'recall', 'Recall (%) ↑')):
+        sns.pointplot(data=runs, x=m, y='cell', hue='cell', order=names, palette=pal, errorbar=t_interval,
+                      linestyle='none', markers='D', capsize=.3, legend=False, ax=ax)
+        sns.stripplot(data=runs, x=m, y='cell', order=names, color='k', alpha=.45, size=3, jitter=False, zorder=4,
+                      ax=ax)                          # the seeds
+        if sft: ax.axvline(100 * sft[m], color='k', ls='--', lw=1, label='SFT')
+        ax.set(xlabel=label, ylabel='', title=f'held-out {label.split()[0]}: mean and 95 % t interval over seeds')
+        ax.grid(axis='x', alpha=.3)
+    axs[0, 1].tick_params(labelleft=False)
+    if sft: axs[0, 0].legend(fontsize=7, loc='lower right')
+    _pareto_panel(axs[1, 0], runs, names, pal, sft)
+    if curve:
+        sns.lineplot(data=curve, x='step', y='chair_i', hue='cell', style='optimiser', hue_order=names, palette=pal,
+                     errorbar=None, markers=True, dashes={'ppo': '', 'grpo': (4, 2), 'dpo': (1, 1)}, ax=axs[1, 1])
+        axs[1, 1].legend(fontsize=6.5, ncol=2)
+    axs[1, 1].set(xlabel='step', ylabel='CHAIR_i (%)', title='CHAIR_i in training (mean over seeds, 100-image eval)')
+    for ax in axs[1]: ax.grid(alpha=.3)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=110)
     return fig

@@ -142,10 +142,11 @@ def mentions_table(res:dict) -> str:
     return '\n'.join(head)
 
 # %% ../nbs/11b_score.ipynb
-def save_heatmap(res:dict, path) -> Path:
-    "The token heatmap of `score_caption`'s result, written to the PNG `path` atomically."
+def save_heatmap(res:dict, path, image=None) -> Path:
+    """The token heatmap of `score_caption`'s result, with `image` (PIL, array or path) at its left when given, written
+    to the PNG `path` atomically."""
     from fisao.viz import plot_token_heatmap
-    fig = plot_token_heatmap(res['sample'], title=f"image {res['image_id']} · reading {res['reading']}")
+    fig = plot_token_heatmap(res['sample'], title=f"image {res['image_id']} · reading {res['reading']}", image=image)
     with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=110)
     import matplotlib.pyplot as plt
     plt.close(fig)

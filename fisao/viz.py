@@ -13,20 +13,20 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from .core import DataError, MissingPathError, atomic_write, logger, read_json, require_path
+from .core import DataError, FisaoError, MissingPathError, atomic_write, logger, read_json, read_yaml, require_path
 from .trainconfig import METHODS
 
 # %% auto 0
 __all__ = ['CURVE_PANELS', 'BAR_METRICS', 'METHOD_ORDER', 'RESULTS_METHODS', 'TABLE_COLUMNS', 'POPE_COLUMNS', 'RUN_FILES',
            'SECTIONS', 'new_figure', 'fig_png', 'img_tag', 'load_runs', 'plot_training_curves', 'metric_value',
-           'plot_chair_bars', 'token_display', 'plot_token_heatmap', 'highlight_caption', 'captions_table',
-           'plot_verifier_hist', 'comparison_table', 'pope_table', 'is_run_dir', 'find_runs', 'run_methods',
-           'pick_samples', 'report']
+           'plot_chair_bars', 'run_image_path', 'sample_image', 'token_display', 'as_image', 'plot_token_heatmap',
+           'highlight_caption', 'thumb_tag', 'captions_table', 'plot_verifier_hist', 'comparison_table', 'pope_table',
+           'is_run_dir', 'find_runs', 'run_methods', 'pick_samples', 'report']
 
 # %% ../nbs/12_viz.ipynb
 def new_figure(w:float=8, h:float=3, dpi:float|None=None):
@@ -124,6 +124,84 @@ def plot_chair_bars(methods:dict, metrics=BAR_METRICS, figsize=(8, 3)):
     return fig
 
 # %% ../nbs/12_viz.ipynb
+@lru_cache(maxsize=8)
+def _coco_file_names(path:str, mtime_ns:int) -> dict:
+    "`{image id: file name}` of a COCO annotation file (read once per version of the file)."
+    data = read_json(path, 'COCO annotation file')
+    return {im['id']: im['file_name'] for im in (data.get('images') or [] if isinstance(data, dict) else [])}
+
+def _run_config(run) -> tuple:
+    """`(config mapping or None, run directory or None)` of a run directory (or its `config.yaml`), a config mapping or
+    a `TrainConfig`."""
+    import dataclasses
+    if isinstance(run, dict): return run, None
+    if dataclasses.is_dataclass(run): return dataclasses.asdict(run), None
+    f = Path(run) if Path(run).is_file() else Path(run) / 'config.yaml'
+    return (read_yaml(f) if f.is_file() else None), f.parent
+
+def _run_path(p, cfg:dict, d:Path|None) -> Path:
+    """A path the run config names: as is when absolute, else from the directory the run was launched in (the run
+    directory less its recorded relative `out`), the working directory or a parent of the run directory."""
+    p = Path(p)
+    if p.is_absolute(): return p
+    bases = [Path.cwd()]
+    if d is not None:
+        full, out = d.resolve(), Path(str(cfg.get('out') or ''))
+        n = len(out.parts)
+        if n and not out.is_absolute() and full.parts[-n:] == out.parts: bases.insert(0, Path(*full.parts[:-n]))
+        bases += list(full.parents)
+    return next((b / p for b in bases if (b / p).exists()), bases[0] / p)
+
+def _image_sources(cfg:dict, d:Path|None) -> list:
+    "`[(COCO instances file or None, image folder)]` the run's images come from."
+    model, data, ev = (cfg.get(k) or {} for k in ('model', 'data', 'eval'))
+    if not model.get('path'):   # ShapeWorld: every split of the world under model.pretrained
+        world = _run_path(model.get('pretrained') or 'runs/pretrain', cfg, d) / 'world'
+        return [(p, world / 'images' / p.stem.removeprefix('instances_'))
+                for p in sorted((world / 'annotations').glob('instances_*.json'))] or [(None, world / 'images')]
+    return [(_run_path(s['instances'], cfg, d) if s.get('instances') else None, _run_path(s['image_dir'], cfg, d))
+            for s in (data, ev) if s.get('image_dir')]
+
+def run_image_path(run, image_id) -> Path|None:
+    """Where image `image_id` of a run lies, by the run's `config.yaml` (or a config mapping / `TrainConfig`); None
+    when the config names no image source holding the id."""
+    cfg, d = _run_config(run)
+    if cfg is None or image_id is None or isinstance(image_id, bool): return None
+    if isinstance(image_id, str):   # a LLaVA-Instruct prompt without instances: recorded by its file name
+        folder = (cfg.get('data') or {}).get('image_dir')
+        return _run_path(folder, cfg, d) / image_id if folder else None
+    sources = _image_sources(cfg, d)
+    for _, folder in sources if (cfg.get('model') or {}).get('path') else ():   # real: COCO's own file names first
+        hit = sorted(folder.glob(f'*{int(image_id):012d}.*')) if folder.is_dir() else []
+        if hit: return hit[0]
+    for inst, folder in sources:
+        if inst is not None and inst.is_file():
+            names = _coco_file_names(str(inst), inst.stat().st_mtime_ns)
+            if image_id in names: return folder / names[image_id]
+    return None
+
+def _find_image(run, image_id) -> tuple:
+    "`(PIL image, '', '')`, or `(None, reason, detail)` when image `image_id` of `run` cannot be shown."
+    from fisao.data import load_image
+    try: p = run_image_path(run, image_id)
+    except (FisaoError, OSError, ValueError) as e: return None, 'without a source', f'image {image_id}: {e}'
+    if p is None:
+        cfg, d = _run_config(run)
+        where = ', '.join(str(f) for _, f in _image_sources(cfg, d)) if cfg is not None else 'no config.yaml'
+        return None, 'without a source', f'image {image_id}: in none of the run\'s image sources ({where})'
+    if not p.is_file(): return None, 'not found', f'image not found: {p}'
+    try: return load_image(p), '', ''
+    except (FisaoError, OSError) as e: return None, 'unreadable', f'image unreadable: {e}'
+
+def sample_image(run, image_id, skips=None):
+    """The PIL image `image_id` of a run (where `run_image_path` says it lies), or None: a missing or unreadable file,
+    or an id no source holds, is counted in `skips` (a `fisao.data.Skips`) and logged, never raised."""
+    from fisao.data import Skips
+    img, reason, detail = _find_image(run, image_id)
+    if img is None: (Skips('images') if skips is None else skips).add(reason, detail)
+    return img
+
+# %% ../nbs/12_viz.ipynb
 def token_display(tokens:list) -> list:
     """`(text, starts_word)` per token: SentencePiece `▁` / byte-BPE `Ġ` mark word starts; word-level vocabularies get
     a space before every token."""
@@ -135,10 +213,34 @@ def token_display(tokens:list) -> list:
         out.append((t.replace('<0x0A>', '↵').replace('Ċ', '↵') or '␣', sp))
     return out
 
+def as_image(image):
+    "`image` as an RGB PIL image: a PIL image, an (H, W[, C]) or (C, H, W) array (uint8 or floats in [0, 1]), a path."
+    from PIL import Image
+    if isinstance(image, Image.Image): return image.convert('RGB')
+    if isinstance(image, (str, Path)):
+        from fisao.data import load_image
+        return load_image(image)
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3): a = a.transpose(1, 2, 0)  # (C, H, W)
+    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+    if a.ndim not in (2, 3): raise DataError(f"an image array must be (H, W), (H, W, C) or (C, H, W), got {a.shape}")
+    if a.dtype != np.uint8: a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(a).convert('RGB')
+
+def _image_axes(fig, image, rect_in:tuple):
+    "`image` (see `as_image`) on a new axes of `fig` at `rect_in` = (left, bottom, width, height) in inches."
+    im = as_image(image).copy()
+    im.thumbnail((256, 256))                          # a photo need not be resampled in full at every draw
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    ax = fig.add_axes([rect_in[0] / w, rect_in[1] / h, rect_in[2] / w, rect_in[3] / h])
+    ax.imshow(np.asarray(im)); ax.set_xticks([]); ax.set_yticks([])
+    for sp in ax.spines.values(): sp.set_edgecolor('0.7')
+    return ax
+
 def plot_token_heatmap(sample:dict, vmax:float|None=None, cols:int=110, char_in:float=0.085, cmap:str='RdBu',
-                       title:str|None=None):
+                       title:str|None=None, image=None, thumb_in:float=1.2):
     """A `samples.jsonl` record as text, each token on its reward's colour (diverging, 0 = white); hallucinated mentions
-    underlined red, repeats dashed orange."""
+    underlined red, repeats dashed orange; `image` (PIL, array or path) drawn `thumb_in` inches wide at the left."""
     import matplotlib as mpl
     from matplotlib.patches import Rectangle
     toks, rew = sample['tokens'], np.asarray(sample['token_rewards'], dtype=float)
@@ -153,10 +255,12 @@ def plot_token_heatmap(sample:dict, vmax:float|None=None, cols:int=110, char_in:
         pos.append((x + gap, y, text)); x += gap + len(text)
     nlines, ncols = y + 1, max([x0 + len(t) for x0, _, t in pos] + [1])
     top, line_in, bottom = 0.3, 0.26, 0.42            # inches: title, one text line, legend row
-    width = max(7.2, ncols * char_in + 0.2)           # as wide as the text, room for the legend row
-    fig = new_figure(width, top + nlines * line_in + bottom)
+    left = 0.1 + (thumb_in + 0.15 if image is not None else 0)   # inches: the image column
+    width = left - 0.1 + max(7.2, ncols * char_in + 0.2)         # as wide as the text, room for the legend row
+    fig = new_figure(width, max(top + nlines * line_in + bottom, thumb_in + 0.2 if image is not None else 0))
     w, h = fig.get_figwidth(), fig.get_figheight()
-    ax = fig.add_axes([0.1 / w, bottom / h, ncols * char_in / w, nlines * line_in / h])
+    ax = fig.add_axes([left / w, 1 - (top + nlines * line_in) / h, ncols * char_in / w, nlines * line_in / h])
+    if image is not None: _image_axes(fig, image, (0.1, h - 0.1 - thumb_in, thumb_in, thumb_in))
     cax = fig.add_axes([1 - 2.3 / w, 0.2 / h, 2.2 / w, 0.08 / h])
     vmax = vmax or float(np.abs(rew).max()) or 1.0
     norm, cm = mpl.colors.Normalize(-vmax, vmax), mpl.colormaps[cmap]
@@ -173,11 +277,11 @@ def plot_token_heatmap(sample:dict, vmax:float|None=None, cols:int=110, char_in:
     cb = fig.colorbar(mpl.cm.ScalarMappable(norm, cm), cax=cax, orientation='horizontal')
     cb.ax.tick_params(labelsize=6, length=2, pad=1)
     fig.text(1 - 2.4 / w, 0.24 / h, 'token reward', fontsize=7, ha='right', va='center')
-    fig.text(0.1 / w, 0.24 / h, 'red underline: hallucinated mention · orange dashed: repeat', fontsize=7, va='center',
+    fig.text(left / w, 0.24 / h, 'red underline: hallucinated mention · orange dashed: repeat', fontsize=7, va='center',
              color='0.35')
     if title is None:
         title = f"step {sample.get('step', '?')} · image {sample.get('image_id', '?')} · reward sum {rew.sum():+.1f}"
-    fig.text(0.1 / w, 1 - 0.05 / h, title, fontsize=9, va='top')
+    fig.text(left / w, 1 - 0.05 / h, title, fontsize=9, va='top')
     return fig
 
 # %% ../nbs/12_viz.ipynb
@@ -197,8 +301,22 @@ def highlight_caption(caption:str, hallucinated, chair=None) -> str:
         out += [html.escape(caption[last:a]), f'<mark class="{cls}">{html.escape(caption[a:b])}</mark>']; last = b
     return ''.join(out + [html.escape(caption[last:])])
 
-def captions_table(columns:dict, n:int=8, chair=None) -> str:
-    "HTML table of held-out captions of the same images, one column per policy (`eval_before.json`-style records)."
+def thumb_tag(image, size:int=96, alt:str='') -> str:
+    """An `<img class="thumb">` of `image` (see `as_image`) shrunk to fit `size` px, embedded as base64 (PNG, or JPEG
+    when smaller) and shown `size` px wide."""
+    im = as_image(image).copy()
+    im.thumbnail((size, size))                        # never enlarged: the browser scales a small image up
+    enc = {}
+    for fmt, kw in (('png', {'optimize': True}), ('jpeg', {'quality': 85})):
+        buf = io.BytesIO(); im.save(buf, format=fmt.upper(), **kw); enc[fmt] = buf.getvalue()
+    fmt = min(enc, key=lambda k: len(enc[k]))
+    return (f'<img class="thumb" src="data:image/{fmt};base64,{base64.b64encode(enc[fmt]).decode()}" '
+            f'alt="{html.escape(alt)}" style="width:{size}px;height:{size}px;object-fit:contain;'
+            'image-rendering:pixelated">')                # crisp when the browser scales a small image up
+
+def captions_table(columns:dict, n:int=8, chair=None, image=None, thumb_px:int=96) -> str:
+    """HTML table of held-out captions of the same images, one column per policy (`eval_before.json`-style records);
+    `image(image_id)` (an image, or a note `str` to show instead) adds a thumbnail per row."""
     cols = {name: {r['image_id']: r for r in recs} for name, recs in columns.items() if recs}
     if not cols: raise DataError("captions_table: no caption records")
     ids = [i for i in next(iter(cols.values())) if all(i in c for c in cols.values())]
@@ -206,14 +324,18 @@ def captions_table(columns:dict, n:int=8, chair=None) -> str:
                         max(c[i]['chair_i'] for c in cols.values()))
     ids = sorted(sorted(ids, key=spread, reverse=True)[:n])  # the images where the policies differ most
     head = ''.join(f'<th>{html.escape(name)}</th>' for name in cols)
+    pic = lambda im, i: (f'<small class="note">{html.escape(im)}</small>' if isinstance(im, str)
+                         else thumb_tag(im, thumb_px, f'image {i}'))
     rows = []
     for i in ids:
         first = next(iter(cols.values()))[i]
         cells = ''.join(f'<td>{highlight_caption(c[i]["caption"], c[i]["hallucinated"], chair)}'
                         f'<br><small>CHAIR_i {100 * c[i]["chair_i"]:.0f}</small></td>' for c in cols.values())
-        rows.append(f'<tr><td>{i}</td><td><small>{html.escape(", ".join(first.get("ground_truth", [])))}</small></td>'
-                    f'{cells}</tr>')
-    return (f'<table class="captions"><tr><th>image</th><th>ground truth</th>{head}</tr>{"".join(rows)}</table>'
+        thumb = f'<td>{pic(image(i), i)}</td>' if image is not None else ''
+        gt = html.escape(", ".join(first.get("ground_truth", [])))
+        rows.append(f'<tr>{thumb}<td>{i}</td><td><small>{gt}</small></td>{cells}</tr>')
+    return (f'<table class="captions"><tr>{"<th>image</th><th>id</th>" if image is not None else "<th>image</th>"}'
+            f'<th>ground truth</th>{head}</tr>{"".join(rows)}</table>'
             f'<p class="note">{len(ids)} of {len(next(iter(cols.values())))} images, '
             f'those where the columns differ most in CHAIR_i; '
             f'<mark class="h">hallucinated</mark>' + (', <mark class="c">correct</mark>' if chair is not None else '')
@@ -357,7 +479,8 @@ tr:nth-child(even){background:#fafafa}
 img{max-width:100%;display:block;margin:.4em 0}.note{color:#777;font-style:italic;font-size:.9em}
 mark.h{background:#f8c4c4;font-weight:bold}mark.c{background:none;border-bottom:2px solid #3a3}\
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.8em;max-height:28em}
-nav a{margin-right:1em}.warn{color:#a60}"""
+nav a{margin-right:1em}.warn{color:#a60}\
+img.thumb{display:inline-block;margin:0;max-width:none;background:#eee}"""
 
 def _note(text:str) -> str:
     "A one-line note (what a section shows instead of a missing piece)."
@@ -366,9 +489,9 @@ def _note(text:str) -> str:
 class _Report:
     "Collects the sections' HTML and figures of one report."
     def __init__(self, dpi:float): self.dpi, self.figs, self.parts = dpi, [], []
-    def fig(self, fig, name:str) -> str:
+    def fig(self, fig, name:str, alt:str|None=None) -> str:
         png = fig_png(fig, self.dpi); self.figs.append((f'{len(self.figs) + 1:02d}_{name}.png', png))
-        return img_tag(png, name)
+        return img_tag(png, alt or name)
     def section(self, title:str, build) -> None:
         "Add section `title` with the HTML `build()` returns; missing inputs (or a failure) become a one-line note."
         try: body = build()
@@ -445,30 +568,47 @@ def _verifier_section(c:_ReportContext) -> str:
     return (warn + c.rep.fig(plot_verifier_hist(cal, c.reward), 'verifier') + _kv_table(facts)
             + _note(f'{c.cal_path}; dotted lines: the ξ band of the reward reading'))
 
+def _skips_note(skips) -> str:
+    "A note counting the images a section could not show (each is named where it would have been)."
+    if not skips.total: return ''
+    return _note('; '.join(f'{n} image{"s" if n > 1 else ""} {reason}' for reason, n in skips.counts.items())
+                 + ' (named above, and logged)')
+
 def _tokens_section(c:_ReportContext) -> str:
-    "Token-reward heatmaps of each run's first and last sampled steps, on one colour scale."
+    "Token-reward heatmaps of each run's first and last sampled steps, on one colour scale, each with its image."
+    from fisao.data import Skips
     picked = [(name, label, recs) for name, r in c.runs.items()
               for label, recs in pick_samples(_jsonl(r / 'samples.jsonl'), c.n_samples).items()]
     if not picked: return _note('no samples.jsonl (train with --samples_every N)')
     # one colour scale for all
     vmax = max(abs(x) for _, _, recs in picked for s in recs for x in s['token_rewards']) or 1.0
-    parts = []
+    parts, skips = [], Skips('report images')
     for name, label, recs in picked:
         parts.append(f'<h3>{html.escape(name + " · " if len(c.runs) > 1 else "")}{html.escape(label)}</h3>')
-        parts += [c.rep.fig(plot_token_heatmap(s, vmax=vmax), f'tokens_{name}') for s in recs]
-    return ''.join(parts)
+        for s in recs:
+            img, reason, detail = _find_image(c.runs[name], s.get('image_id'))
+            if img is None: skips.add(reason, detail)
+            parts.append(c.rep.fig(plot_token_heatmap(s, vmax=vmax, image=img), f'tokens_{name}',
+                                   alt=f'tokens_{name} image {s.get("image_id")}') + (_note(detail) if detail else ''))
+    return ''.join(parts) + _skips_note(skips)
 
 def _captions_section(c:_ReportContext) -> str:
-    "Held-out captions before training and after it, one column per run."
-    cols = {}
+    "Held-out captions before training and after it, one column per run, each row with its image."
+    from fisao.data import Skips
+    cols, src, skips = {}, None, Skips('report images')
     for name, r in c.runs.items():
         before, after = _json(r / 'eval_before.json'), _json(r / 'eval_after.json')
         if before and not cols: cols['before (SFT policy)'] = before
         if after: cols[f'after: {name}' if c.res is not None or len(c.runs) > 1 else 'after'] = after
+        src = src or (r if before or after else None)   # the held-out images: the same split in every run
     if not cols: return _note('no eval_before.json / eval_after.json')
+    def image(i):
+        img, reason, detail = _find_image(src, i)
+        if img is None: skips.add(reason, detail)
+        return img if img is not None else detail
     try: ch = _chair_for(_json(c.cal_path) if c.cal_path else None)
     except Exception: ch = None  # highlighting falls back to the category names
-    return captions_table(cols, c.n_captions, chair=ch)
+    return captions_table(cols, c.n_captions, chair=ch, image=image) + _skips_note(skips)
 
 def _curves_section(c:_ReportContext) -> str:
     "The training curves of the runs that have a `metrics.jsonl`, overlaid."
