@@ -15,7 +15,9 @@ min_python = cfg['min_python']
 py_versions = ['3.10', '3.11', '3.12']
 
 requirements = cfg.get('requirements', '').split()
-dev_requirements = cfg.get('dev_requirements', '').split()
+lab_requirements = cfg.get('lab_requirements', '').split()
+wandb_requirements = cfg.get('wandb_requirements', '').split()
+dev_requirements = cfg.get('dev_requirements', '').split() + lab_requirements + wandb_requirements
 console_scripts = cfg.get('console_scripts', '').split()
 
 setuptools.setup(
@@ -36,10 +38,14 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: ' + v for v in py_versions if v >= min_python],
     packages=setuptools.find_packages(include=['fisao', 'fisao.*']),
-    package_data={'fisao': ['assets/*.txt', 'assets/*.md']},
+    # fisao/assets: the CHAIR synonym lists, the paper presets, the accelerate configs and the paper scripts (`fisao
+    # preset` lists them); MANIFEST.in puts them, settings.ini and LICENSE into the sdist.
+    package_data={'fisao': ['assets/*.txt', 'assets/configs/*.yaml', 'assets/configs/accelerate/*.yaml'],
+                  'fisao.assets.scripts': ['*.sh', '*.py']},
     include_package_data=True,
+    license_files=['LICENSE'],
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'lab': lab_requirements, 'wandb': wandb_requirements, 'dev': dev_requirements},
     python_requires='>=' + min_python,
     zip_safe=False,
     entry_points={

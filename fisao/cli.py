@@ -21,7 +21,7 @@ __all__ = ['COMMANDS', 'POPE_SPLITS', 'POPE_PARSERS', 'CAPTION_BLEU', 'DESCRIBE_
            'cmd_eval_pope', 'cmd_pope_build', 'cmd_pretrain', 'print_pretrain_summary', 'calibrate_decoding',
            'cmd_calibrate', 'train_usage', 'cmd_train', 'print_train_summary', 'resolve_eval_model', 'eval_chair_model',
            'eval_pope_model', 'eval_captions_model', 'cmd_eval_benchmark', 'cmd_merge', 'cmd_report', 'cmd_demo',
-           'cmd_ablate', 'get_dotted', 'config_paths', 'cmd_info', 'cmd_score', 'build_parser', 'main']
+           'cmd_ablate', 'get_dotted', 'config_paths', 'cmd_info', 'cmd_preset', 'cmd_score', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb
 def _opt(p, flag:str, **kw) -> argparse.Action:
@@ -67,6 +67,7 @@ COMMANDS = {  # name: the one line `fisao --help` shows (listed without importin
     'demo': 'run the ShapeWorld demo',
     'ablate': 'ablation grid: token vs sentence PPO vs trl GRPO/DPO, verifier vs oracle, over seeds',
     'score': "audit the verifier: each mention's score, N(s), reward and label; --audit: per-object precision/recall",
+    'preset': 'list the shipped presets, accelerate configs and paper scripts; write one to edit',
     'info': 'versions, devices, settings'}
 
 # The library's constants the light parsers show, as literals (tests/test_cli.py checks them against the library)
@@ -415,6 +416,8 @@ def cmd_calibrate(args) -> dict:
 # %% ../nbs/13_cli.ipynb
 def _add_train_flags(p) -> None:
     "The flags of `fisao train` itself; every other flag is a config field, parsed by `fisao.trainconfig.load_config`."
+    _opt(p, '--preset', metavar='NAME', help='start from a shipped preset: llava15_7b, instructblip_13b '
+                                         '(--config and flags go on top; `fisao preset` lists them)')
     _opt(p, '--config', type=Path, metavar='YAML', help='YAML file of the nested TrainConfig (flags override it)')
     _flag(p, '--resume', 'continue from the newest complete checkpoint in the run directory')
     _quiet(p)
@@ -432,17 +435,23 @@ def train_usage() -> str:
     "`fisao train --help`: the command's own flags, then every config flag (`fisao.trainconfig.train_help`)."
     from fisao.trainconfig import train_help
     p = argparse.ArgumentParser(prog='fisao train', add_help=False,
-                                usage='fisao train [--config YAML] [--resume] [--quiet] [--print-config] '
+                                usage='fisao train [--preset NAME] [--config YAML] [--resume] [--quiet] '
+                                      '[--print-config] '
                                       '[--section.field VALUE ...]')
     _add_train_flags(p)
     return p.format_help() + '\n' + train_help('fisao train')
 
 def cmd_train(args) -> dict:
-    "Train with FiSAO PPO (`TrainConfig` from `--config` and `--section.field` flags); print the held-out CHAIR."
+    """Train with FiSAO PPO (`TrainConfig` from `--preset`, `--config` and `--section.field` flags); print the held-out
+    CHAIR."""
     if any(a in ('-h', '--help') for a in args.rest):
         print(train_usage()); return {}
-    from fisao.trainconfig import load_config
-    cfg = load_config(args.config, args.rest)
+    if args.preset:
+        from fisao.presets import load_preset_config
+        cfg = load_preset_config(args.preset, args.config, args.rest)
+    else:
+        from fisao.trainconfig import load_config
+        cfg = load_config(args.config, args.rest)
     if args.quiet: cfg.log.progress = False
     if args.print_config:
         from fisao.config import config_to_dict, config_yaml
@@ -664,7 +673,7 @@ def _add_eval_benchmark_parser(esub, name:str) -> None:
     b = esub.add_parser(name, help=f'{name}: score answers to a local copy (or answer with a model first)',
                         description=f'{name}: load the local benchmark copy (--data), answer with a model or read '
                                     '--answers, score with the official rule.')
-    _opt(b, '--data', type=Path, help='the local benchmark file or folder (layout: EVAL_PROTOCOLS.md §5)')
+    _opt(b, '--data', type=Path, help='the local benchmark file or folder (layout: nbs/eval_protocols.md §5)')
     _opt(b, '--images', type=Path, help='image folder, where the benchmark keeps images apart from its questions file')
     _opt(b, '--answers', type=Path, help='score these answers (JSONL {"question_id", "text"}) instead of generating')
     _opt(b, '--limit', type=int, help='only the first N questions (smoke tests; not a benchmark number)')
@@ -693,7 +702,7 @@ def cmd_eval_benchmark(args) -> dict:
     name = args.benchmark
     if args.data is None:
         raise ConfigError(f"fisao eval {name} needs --data PATH: the local copy of the benchmark "
-                          "(fisao never downloads; see EVAL_PROTOCOLS.md §5 for the layout)")
+                          "(fisao never downloads; see nbs/eval_protocols.md §5 for the layout)")
     load, score, default_len = BENCHMARKS[name]
     takes = inspect.signature(load).parameters
     kw = {'image_dir': args.images} if args.images is not None and 'image_dir' in takes else {}
@@ -863,6 +872,36 @@ def cmd_info(args) -> dict:
     return info
 
 # %% ../nbs/13_cli.ipynb
+def _add_preset_parser(sub) -> None:
+    pr = sub.add_parser('preset', help=COMMANDS['preset'],
+                        description='The shipped training presets, accelerate configs and paper scripts: list them, '
+                                    'print one, write one to edit (--out) or print its installed path (--path).')
+    pr.add_argument('name', nargs='?', help='llava15_7b, instructblip_13b, accelerate/4xa100, paper_llava15_7b.sh, …')
+    _opt(pr, '--out', type=Path, help='write the file here (to edit), instead of printing it')
+    _flag(pr, '--force', 'overwrite --out if it exists')
+    _flag(pr, '--path', 'print the installed path of the file')
+    pr.set_defaults(func=cmd_preset)
+
+def cmd_preset(args) -> dict:
+    "`fisao preset [NAME] [--out FILE | --path]`: list, print, write or locate a shipped file."
+    from fisao.presets import shipped_file, shipped_files
+    if not args.name:
+        files = shipped_files()
+        width = max(map(len, files))
+        for name, path in files.items(): print(f'{name:<{width}}  {path}')
+        return {k: str(v) for k, v in files.items()}
+    src = shipped_file(args.name)
+    if args.path: print(src); return {'path': str(src)}
+    if not args.out: print(src.read_text(encoding='utf-8'), end=''); return {'path': str(src)}
+    from fisao.core import ConfigError, atomic_write
+    if args.out.exists() and not args.force:
+        raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
+    with atomic_write(args.out) as f: f.write(src.read_text(encoding='utf-8'))
+    if src.suffix == '.sh': args.out.chmod(0o755)
+    print(f"{args.name} → {args.out}")
+    return {'path': str(src), 'out': str(args.out)}
+
+# %% ../nbs/13_cli.ipynb
 def _add_score_parser(sub) -> None:
     s = sub.add_parser('score', help=COMMANDS['score'],
                        description='Every object mention of a caption with its span, verifier score s, N(s), the '
@@ -931,7 +970,7 @@ def cmd_score(args) -> dict:
     if args.model is None: image, image_id, present = shapeworld_image(args.pretrained, args.split, args.index)
     else: image, image_id, present = _real_image(args, setup.chair)
     res = score_caption(setup, image, image_id, args.caption, present)
-    if args.png: save_heatmap(res, args.png)
+    if args.png: save_heatmap(res, args.png, image=image)  # the image beside its caption
     res.pop('sample')
     print(json.dumps(res) if args.json else mentions_table(res))
     if args.png and not args.json: print(f"heatmap → {args.png}")
@@ -969,7 +1008,8 @@ def _score_audit(args, setup) -> dict:
 PARSERS = {'world': _add_world_parser, 'pretrain': _add_pretrain_parser, 'calibrate': _add_calibrate_parser,
            'train': _add_train_parser, 'eval': _add_eval_parser, 'pope': _add_pope_parser, 'merge': _add_merge_parser,
            'report': _add_report_parser, 'demo': _add_demo_parser, 'ablate': _add_ablate_parser,
-           'score': _add_score_parser, 'info': _add_info_parser}  # in the order `fisao --help` lists them
+           'score': _add_score_parser, 'preset': _add_preset_parser,
+           'info': _add_info_parser}  # in the order `fisao --help` lists them
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
     "The `fisao` parser: the subparsers of `commands` (default: all) built in full, the others only listed."

@@ -498,7 +498,8 @@ def check_distributed(distributed_type, grad_accum:int=1) -> None:
     raise ConfigError(f"accelerate distributed_type {name} is not supported by the PPO update: {why}, so "
                       f"ppo.grad_accum ({grad_accum}) micro-batches per optimizer step, ppo.max_grad_norm applied to "
                       "the actor and the critic apart, and the skip of a non-finite step cannot hold. Run on one "
-                      "process or with DDP: accelerate launch --config_file configs/accelerate/4xa100.yaml "
+                      "process or with DDP: accelerate launch --config_file "
+                      "\"$(fisao preset accelerate/4xa100 --path)\" "
                       "(distributed_type MULTI_GPU)")
 
 def _check_ppo_args(rollout, cfg:PPOConfig, accelerator):

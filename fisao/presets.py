@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import config_to_dict
-from .core import ConfigError, atomic_write
-from .trainconfig import TrainConfig, config_from_flat
+from .config import config_flat, config_from_dict, config_to_dict, parse_config_args
+from .core import ConfigError, atomic_write, read_yaml
+from .trainconfig import FLAT_KEYS, TrainConfig, config_from_flat
 
 # %% auto 0
-__all__ = ['LLAVA15_7B', 'INSTRUCTBLIP_13B', 'PRESETS', 'llava15_7b', 'instructblip_13b', 'preset_yaml', 'write_preset']
+__all__ = ['LLAVA15_7B', 'INSTRUCTBLIP_13B', 'PRESETS', 'llava15_7b', 'instructblip_13b', 'preset_yaml', 'write_preset',
+           'assets_dir', 'shipped_files', 'shipped_file', 'load_preset_config']
 
 # %% ../nbs/09b_presets.ipynb
 LLAVA15_7B = {
@@ -122,7 +123,10 @@ def _yaml_lines(values:dict, notes:dict, prefix:str='', indent:str='') -> list:
         if isinstance(v, dict):
             lines += [f'{indent}{k}:'] + _yaml_lines(v, notes, path + '.', indent + '  ')
             continue
-        line = indent + yaml.safe_dump({k: v}, sort_keys=False, width=float('inf'), allow_unicode=True).strip()
+        if isinstance(v, list):  # on one line: `report_to: [tensorboard]` (field names need no quoting)
+            text = f'{k}: ' + yaml.safe_dump(v, default_flow_style=True, width=float('inf')).strip()
+        else: text = yaml.safe_dump({k: v}, sort_keys=False, width=float('inf'), allow_unicode=True).strip()
+        line = indent + text
         lines.append(f'{line:<42}  # {notes[path]}' if path in notes else line)
     return lines
 
@@ -142,14 +146,48 @@ def preset_yaml(name:str) -> str:
               'with it yet.',
               'Untagged fields are TrainConfig defaults (every field: `fisao train --help`). Paths are placeholders '
               'relative to the',
-              f'repository root; scripts/paper_{name}.sh passes the real ones as flags.',
-              'accelerate launch --config_file configs/accelerate/4xa100.yaml -m fisao train --config '
-              f'configs/{name}.yaml']
+              f'working directory; the paper script (`fisao preset paper_{name}.sh`) passes the real ones as flags.',
+              'accelerate launch --config_file "$(fisao preset accelerate/4xa100 --path)" -m fisao train --preset '
+              f'{name}']
     body = _yaml_lines(config_to_dict(PRESETS[name]()), notes)
     return ''.join(f'# {h}\n' for h in header) + ''.join(line.rstrip() + '\n' for line in body)
 
 def write_preset(name:str, path=None) -> Path:
-    "Write `preset_yaml(name)` to `path` (default: `configs/{name}.yaml`), atomically."
-    path = Path(path or f'configs/{name}.yaml')
+    "Write `preset_yaml(name)` to `path` (default: the shipped `fisao/assets/configs/{name}.yaml`), atomically."
+    path = Path(path or assets_dir() / 'configs' / f'{name}.yaml')
     with atomic_write(path) as f: f.write(preset_yaml(name))
     return path
+
+# %% ../nbs/09b_presets.ipynb
+def assets_dir() -> Path:
+    "The package's `assets/` folder: `fisao/assets` in a checkout, inside site-packages after `pip install`."
+    from importlib.resources import files
+    return Path(str(files('fisao') / 'assets'))
+
+def shipped_files() -> dict:
+    """`{name: path}` of every file `fisao preset` can write: the training presets (`llava15_7b`, …), the accelerate
+    configs (`accelerate/4xa100`, …) and the paper scripts (`paper_llava15_7b.sh`, …)."""
+    a = assets_dir()
+    out = {name: a / 'configs' / f'{name}.yaml' for name in PRESETS}
+    out |= {f'accelerate/{p.stem}': p for p in sorted((a / 'configs' / 'accelerate').glob('*.yaml'))}
+    out |= {p.name: p for p in sorted((a / 'scripts').glob('paper_*')) if p.suffix in ('.sh', '.py')}
+    return out
+
+def shipped_file(name:str) -> Path:
+    "The installed path of the shipped file `name` (a key of `shipped_files()`; `4xa100` finds `accelerate/4xa100`)."
+    files = shipped_files()
+    key = name if name in files else f'accelerate/{name}' if f'accelerate/{name}' in files else None
+    if key is None:
+        raise ConfigError(f"unknown preset or shipped file {name!r}; choose one of: {', '.join(files)}")
+    if not files[key].is_file():
+        raise ConfigError(f"{files[key]} is missing from the installed package (reinstall fisao)")
+    return files[key]
+
+def load_preset_config(name:str, path=None, args=()) -> TrainConfig:
+    """`fisao train --preset NAME`: the preset `name`, then the YAML file `path` (optional), then the command-line
+    `args` on top (`['--optim.lr', '1e-6']`)."""
+    if name not in PRESETS: raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    data = read_yaml(path, 'training config (YAML)', 'TrainConfig') if path else {}
+    base = config_from_dict(TrainConfig, {**config_flat(PRESETS[name]()), **data}, f'config {path or name}',
+                            FLAT_KEYS)
+    return parse_config_args(TrainConfig, args, config_to_dict(base), FLAT_KEYS)

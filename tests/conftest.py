@@ -73,12 +73,12 @@ def lib_dir(root: Path) -> Path:
 
 
 def find_module_files(root: Path) -> list:
-    "Every `.py` file in the library (recursive), except `__init__.py`, `_modidx.py` and caches."
+    "Every `.py` file in the library (recursive), except `__init__.py`, `_modidx.py`, caches and `assets/` (data)."
     lib = lib_dir(root)
     if not lib.is_dir(): return []
     res = []
     for dirpath, dirnames, filenames in os.walk(lib):
-        dirnames[:] = [d for d in dirnames if d != '__pycache__' and not d.startswith('.')]
+        dirnames[:] = [d for d in dirnames if d not in ('__pycache__', 'assets') and not d.startswith('.')]
         res += [Path(dirpath) / f for f in filenames if f.endswith('.py') and f not in ('__init__.py', '_modidx.py')]
     return sorted(res)
 
@@ -211,7 +211,7 @@ def quick_pretrained(tmp_path_factory):
     return out
 
 
-# ---- the EVAL_PROTOCOLS.md §1.8 golden CHAIR case (CHAIR_s 2/3, CHAIR_i 3/8, Recall 5/6), shared by the CHAIR tests
+# ---- the golden CHAIR case of nbs/eval_protocols.md §1.8 (CHAIR_s 2/3, CHAIR_i 3/8, Recall 5/6), for the CHAIR tests
 
 GOLDEN_GENERATIONS = [{'image_id': 42, 'caption': 'A man and his dogs are next to a red car.'},
                       {'image_id': 73, 'caption': 'A dining table with a laptop computer and a toilet seat.'},

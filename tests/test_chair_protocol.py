@@ -74,7 +74,7 @@ def test_mode_is_checked_and_recorded(tmp_path):
 
 @pytest.mark.parametrize('mode', ['kit', 'reference'])
 def test_golden_values_in_both_modes(golden_coco, mode):
-    "EVAL_PROTOCOLS.md §1.8: CHAIR_s = 2/3, CHAIR_i = 3/8, Recall = 5/6 (no plural/quote case differs by mode)."
+    "nbs/eval_protocols.md §1.8: CHAIR_s = 2/3, CHAIR_i = 3/8, Recall = 5/6 (no plural/quote case differs by mode)."
     chair = Chair(ChairVocab.coco(), mode=mode)
     gt = ground_truth(chair, load_coco(golden_coco.instances), load_coco(golden_coco.captions, 'captions'))
     gens = golden_coco.generations

@@ -12,7 +12,7 @@ def run(*args):
     rc = main([str(a) for a in args])
     assert rc == 0, f"fisao {' '.join(map(str, args))} exited {rc}"
 
-# EVAL_PROTOCOLS.md §3.1 (pycocoevalcap 1.2 with the Java PTB tokenizer)
+# nbs/eval_protocols.md §3.1 (pycocoevalcap 1.2 with the Java PTB tokenizer)
 GOLDEN = dict(bleu_1=0.717029, bleu_2=0.520759, bleu_3=0.391119, bleu_4=0.269563, rouge_l=0.640267, cider=2.091448)
 CAPTIONS = {'images': [{'id': 1, 'file_name': '1.jpg'}, {'id': 2, 'file_name': '2.jpg'}],
             'annotations': [{'image_id': 1, 'caption': 'A man is riding a horse on the beach.'},

@@ -26,8 +26,8 @@ def test_info_config_paths(tmp_path, capsys):
 
 def test_info_config_of_a_preset_and_errors(capsys):
     root = Path(__file__).resolve().parent.parent
-    assert main(['info', '--config', str(root / 'configs' / 'instructblip_13b.yaml')]) == 0
+    assert main(['info', '--config', str(root / 'fisao' / 'assets' / 'configs' / 'instructblip_13b.yaml')]) == 0
     out = capsys.readouterr().out
     assert 'models/instructblip-vicuna-13b' in out and 'models/clip-vit-large-patch14 ' in out
-    assert main(['info', '--config', str(root / 'configs' / 'nope.yaml')]) == 2
+    assert main(['info', '--config', str(root / 'fisao' / 'assets' / 'configs' / 'nope.yaml')]) == 2
     assert 'nope.yaml' in capsys.readouterr().err

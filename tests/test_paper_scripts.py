@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / 'fisao' / 'assets'  # the scripts and configs ship in the package
 PRESETS = {'llava15_7b': ('llava-1.5-7b-hf', 'clip-vit-large-patch14-336', 'lr: 5.0e-07'),
            'instructblip_13b': ('instructblip-vicuna-13b', 'clip-vit-large-patch14', 'lr: 4.0e-06')}
 DIRS = ['coco/train2017', 'coco/train2014', 'coco/val2014']
@@ -60,16 +61,17 @@ def real_fisao(tmp: Path) -> Path:
 def run_script(preset: str, tmp: Path, lay: dict, *args, **env) -> subprocess.CompletedProcess:
     e = dict(os.environ, OMP_NUM_THREADS='1', DATA=str(lay['data']), MODELS=str(lay['models']), RUN=str(lay['run']))
     e.update({k: str(v) for k, v in env.items()})
-    return subprocess.run(['bash', str(ROOT / 'scripts' / f'paper_{preset}.sh'), *args], capture_output=True, text=True,
+    script = ASSETS / 'scripts' / f'paper_{preset}.sh'
+    return subprocess.run(['bash', str(script), *args], capture_output=True, text=True,
                           env=e, cwd=tmp, timeout=120)
 
 
 def test_bash_syntax():
     for name in ('paper_pipeline.sh', 'paper_llava15_7b.sh', 'paper_instructblip_13b.sh'):
-        r = subprocess.run(['bash', '-n', str(ROOT / 'scripts' / name)], capture_output=True, text=True)
+        r = subprocess.run(['bash', '-n', str(ASSETS / 'scripts' / name)], capture_output=True, text=True)
         assert r.returncode == 0, f'{name}: {r.stderr}'
     for name in ('paper_llava15_7b.sh', 'paper_instructblip_13b.sh', 'paper_compare.py'):
-        assert os.access(ROOT / 'scripts' / name, os.X_OK), f'scripts/{name} is not executable'
+        assert os.access(ASSETS / 'scripts' / name, os.X_OK), f'scripts/{name} is not executable'
 
 
 @pytest.mark.parametrize('preset', list(PRESETS))
@@ -80,19 +82,19 @@ def test_dry_run_prints_every_stage(preset, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     out, d, run = r.stdout, lay['data'], lay['run']
     assert 'MISSING' not in out and 'dry run' in out
-    launch = f"{s} launch --config_file {ROOT}/configs/accelerate/4xa100.yaml --num_processes 4 -m fisao"
+    launch = f"{s} launch --config_file {ASSETS}/configs/accelerate/4xa100.yaml --num_processes 4 -m fisao"
     expected = [
         f"calibrate --model {lay['model']} --clip {lay['clip']} "
         f"--instances {d}/coco/annotations/instances_train2014.json "
         f"--captions {d}/coco/annotations/captions_train2014.json --images {d}/coco/train2014 "
-        f"--n-images 5000 --seed 0 --config {ROOT}/configs/{preset}.yaml --dtype bf16 --device cuda:0 "
+        f"--n-images 5000 --seed 0 --config {ASSETS}/configs/{preset}.yaml --dtype bf16 --device cuda:0 "
         f"--out {run}/calibration.json",
-        f"{launch} train --config {ROOT}/configs/{preset}.yaml --out {run} "
+        f"{launch} train --config {ASSETS}/configs/{preset}.yaml --out {run} "
         f"--verifier.calibration {run}/calibration.json --model.path {lay['model']} --model.clip {lay['clip']} "
         f"--data.prompts {d}/llava_instruct_150k.json --data.image-dir {d}/coco/train2017",
         '--steps 125 --resume',
         f"{real_fisao(tmp_path)} report {run}",
-        f"{s} {ROOT}/scripts/paper_compare.py {run}/eval --out {run}/eval/comparison.json"]
+        f"{s} {ASSETS}/scripts/paper_compare.py {run}/eval --out {run}/eval/comparison.json"]
     for target, src in (('fisao', f'--run {run}'), ('base', f"--model {lay['model']}")):
         o = f'{run}/eval/{target}'
         expected += [f"{launch} eval chair {src} --dtype bf16 --instances {d}/coco/annotations/instances_val2014.json "
@@ -165,7 +167,7 @@ def test_calibration_labels_with_train_captions_only_when_present(tmp_path):
     assert f"absent    {d}/coco/annotations/captions_train2014.json" in r.stdout
     cal = next(line for line in r.stdout.splitlines() if ' calibrate ' in line)
     assert (f"--instances {d}/coco/annotations/instances_train2014.json --images {d}/coco/train2014" in cal
-            and '--captions' not in cal and f'--config {ROOT}/configs/llava15_7b.yaml' in cal), cal
+            and '--captions' not in cal and f'--config {ASSETS}/configs/llava15_7b.yaml' in cal), cal
 
 
 def test_one_gpu_keeps_the_batch(tmp_path):
@@ -176,7 +178,7 @@ def test_one_gpu_keeps_the_batch(tmp_path):
     r = run_script('llava15_7b', tmp_path, lay, '-n', FISAO=s, ACCELERATE=s, PYTHON=s, NPROC=1,
                    TRAIN_ARGS='--rollout.batch 64 --ppo.minibatch-size 16 --ppo.grad-accum 4')
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f'launch --config_file {ROOT}/configs/accelerate/1gpu.yaml --num_processes 1' in r.stdout
+    assert f'launch --config_file {ASSETS}/configs/accelerate/1gpu.yaml --num_processes 1' in r.stdout
     assert '--steps 125 --rollout.batch 64 --ppo.minibatch-size 16 --ppo.grad-accum 4 --resume' in r.stdout
 
 
@@ -216,7 +218,7 @@ def test_config_file_equals_preset(preset):
     from fisao.presets import PRESETS as P
     from fisao.presets import preset_yaml
     from fisao.trainconfig import load_config
-    path = ROOT / 'configs' / f'{preset}.yaml'
+    path = ASSETS / 'configs' / f'{preset}.yaml'
     assert path.read_text(encoding='utf-8') == preset_yaml(preset), \
         (f"{path} differs from fisao.presets.{preset}(): "
          f"python -c \"from fisao.presets import write_preset; write_preset('{preset}')\"")
@@ -234,7 +236,7 @@ def test_compare_table(tmp_path):
         (ev / side / 'pope.json').write_text(json.dumps({'f1': f1, 'splits': {'random': {'f1': f1, 'tp': 3}},
                                                          'parser': 'official'}))
     (ev / 'base' / 'mme.json').write_text(json.dumps({'perception': 1500.0, 'complete': True}))
-    r = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'paper_compare.py'), str(ev), '--out',
+    r = subprocess.run([sys.executable, str(ASSETS / 'scripts' / 'paper_compare.py'), str(ev), '--out',
                         str(ev / 'comparison.json')],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

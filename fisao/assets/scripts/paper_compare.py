@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Base model vs FiSAO: one table of every eval file the paper scripts wrote (standard library only, no model).
 
-    python scripts/paper_compare.py RUN/eval [--out RUN/eval/comparison.json]
+    python "$(fisao preset paper_compare.py --path)" RUN/eval [--out RUN/eval/comparison.json]
 
 Reads `EVAL_DIR/base/*.json` and `EVAL_DIR/fisao/*.json` (the `--out` files of `fisao eval ...`) and prints, for every
 file present on either side, its headline numbers side by side with the difference: CHAIR per length budget, POPE (mean

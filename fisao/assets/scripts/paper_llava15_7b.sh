@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # FiSAO on LLaVA-1.5-7B, the paper's whole pipeline on 4×A100: layout check, calibration (5,000 COCO train2014 images),
-# PPO on the first 8k LLaVA-Instruct-150k prompts (configs/llava15_7b.yaml), evaluation of the trained run and of the base
+# PPO on the first 8k LLaVA-Instruct-150k prompts (fisao preset llava15_7b), evaluation of the trained run and of the base
 # model (CHAIR at 64/512 tokens on 500 val2014 images, POPE x3, captions, MME/SEED/MMBench/SQA/GQA where present), report.
 #
-#   scripts/paper_llava15_7b.sh --dry-run     # print every command and the resolved config; run nothing
-#   scripts/paper_llava15_7b.sh               # run it (rerun to resume: finished stages are skipped, training uses --resume)
+#   bash "$(fisao preset paper_llava15_7b.sh --path)" --dry-run     # print every command and the resolved config; run nothing
+#   bash "$(fisao preset paper_llava15_7b.sh --path)"               # run it (rerun to resume: finished stages are skipped, training uses --resume)
 #
 # Settings are environment variables (defaults in brackets):
 #   DATA [data]  MODELS [models]  RUN [runs/paper_llava15_7b]  NPROC [4]  DRY_RUN [0]
 #   MODEL [$MODELS/llava-1.5-7b-hf]  CLIP [$MODELS/clip-vit-large-patch14-336]  COCO [$DATA/coco]
 #   LLAVA_INSTRUCT [$DATA/llava_instruct_150k.json]  POPE_DIR [$DATA/pope]  BENCH [$DATA/benchmarks]
-#   CAL_IMAGES [5000]  EVAL_IMAGES [500]  CONFIG [configs/llava15_7b.yaml]  ACCEL_CONFIG [configs/accelerate/4xa100.yaml]
+#   CAL_IMAGES [5000]  EVAL_IMAGES [500]  CONFIG [the shipped llava15_7b.yaml]  ACCEL_CONFIG [the shipped accelerate/4xa100.yaml]
 #   CAL_ARGS, TRAIN_ARGS, EVAL_ARGS: extra flags of fisao calibrate / train / each eval (e.g. TRAIN_ARGS="--reward.source oracle")
 #   FISAO [fisao]  ACCELERATE [accelerate]  PYTHON [python3]: the commands
 #

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The FiSAO paper pipeline on 4×A100, shared by scripts/paper_llava15_7b.sh and scripts/paper_instructblip_13b.sh
+# The FiSAO paper pipeline on 4×A100, shared by paper_llava15_7b.sh and paper_instructblip_13b.sh (this folder)
 # (they set PRESET, MODEL_NAME, CLIP_NAME, MODEL_WHAT, CLIP_WHAT, then source this file). Not run on its own.
 #
 # Stages (each skipped when its output exists, so rerunning the script resumes it):
@@ -10,7 +10,7 @@
 #   2. train      FiSAO PPO on the first 8k LLaVA-Instruct-150k prompts, 1 epoch (accelerate, NPROC GPUs; --resume)
 #   3. eval       CHAIR (500 val2014 images, 64 and 512 tokens), POPE (3 splits), captions, the benchmarks present;
 #                 the trained run (--run) and the base model (--model), each sharded over NPROC GPUs
-#   4. report     fisao report RUN; then a base-vs-FiSAO table of every eval file (scripts/paper_compare.py)
+#   4. report     fisao report RUN; then a base-vs-FiSAO table of every eval file (paper_compare.py, this folder)
 
 set -euo pipefail
 
@@ -53,7 +53,7 @@ INST_VAL=$COCO/annotations/instances_val2014.json
 CAPS_VAL=$COCO/annotations/captions_val2014.json
 INST_TRAIN2017=$COCO/annotations/instances_train2017.json
 POPE_SPLITS=(random popular adversarial)
-# benchmark -> its local copy under $BENCH (layouts: EVAL_PROTOCOLS.md §5); MM-Vet is left out (it needs a GPT-4 judge)
+# benchmark -> its local copy under $BENCH (layouts: nbs/eval_protocols.md §5); MM-Vet is left out (it needs a GPT-4 judge)
 BENCH_NAMES=(mme seed mmbench sqa gqa)
 declare -A BENCH_DIR=([mme]=MME_Benchmark_release_version [seed]=SEED-Bench [mmbench]=mmbench [sqa]=scienceqa [gqa]=gqa)
 declare -A BENCH_WHAT=([mme]='MME: <subtask>/ folders' [seed]='SEED-Bench.json + SEED-Bench-image/'
