@@ -45,6 +45,12 @@ def test_bf16_policy_still_matches_its_verifier_tower(quick_pretrained, cal):
 def test_table_heatmap_and_audit(quick_pretrained, cal, tmp_path):
     r = _score(quick_pretrained, cal, '--index', '2', '--png', tmp_path / 'h.png')
     assert 'caption:' in r.stdout and 'N(s)' in r.stdout and (tmp_path / 'h.png').stat().st_size > 2000
+    import numpy as np
+    from PIL import Image
+    png = np.asarray(Image.open(tmp_path / 'h.png').convert('L'), dtype=float)
+    h, w = png.shape
+    # the image beside its caption: ShapeWorld's shapes on black fill the heatmap's left edge (blank paper: ~240)
+    assert png[h // 4: 3 * h // 4, : w // 12].mean() < 120, png[h // 4: 3 * h // 4, : w // 12].mean()
     a = _score(quick_pretrained, cal, '--audit', '--n', '24', '--out', tmp_path / 'audit')
     assert 'verifier audit:' in a.stdout and a.stdout.count('\n') > 3
     res = json.loads((tmp_path / 'audit' / 'audit.json').read_text())
