@@ -145,7 +145,17 @@ class TensorBoardTracker:
         self.writer.close()
 
 # %% ../nbs/09c_rundir.ipynb
-class WandbTracker:
+class _RunTracker:
+    "A tracker whose library hands back a run object with `log(metrics, step=)` and `finish()` (wandb, trackio)."
+    def log(self, step:int, metrics:dict) -> None:
+        "The metrics of `step`."
+        self.run.log(metrics, step=step)
+
+    def close(self) -> None:
+        "Finish the run (wandb offline: its files are then complete, for `wandb sync`)."
+        self.run.finish()
+
+class WandbTracker(_RunTracker):
     """A wandb run: project `fisao` (or `$WANDB_PROJECT`), named after the run directory, with the run's config, its
     files under `OUT/wandb`; wandb's own settings hold (`WANDB_MODE=offline`: nothing leaves the machine). Resumed, it
     continues the run whose id `OUT/wandb/run_id` keeps."""
@@ -159,29 +169,13 @@ class WandbTracker:
         self.run = wandb.init(project=os.environ.get('WANDB_PROJECT', 'fisao'), name=out.resolve().name, id=run_id,
                               resume='allow', dir=str(out), config=config, reinit='create_new')
 
-    def log(self, step:int, metrics:dict) -> None:
-        "The metrics of `step`."
-        self.run.log(metrics, step=step)
-
-    def close(self) -> None:
-        "Finish the run (offline: its files are complete, for `wandb sync`)."
-        self.run.finish()
-
-class TrackioTracker:
+class TrackioTracker(_RunTracker):
     """A trackio run: project `fisao`, named after the run directory, with the run's config, in trackio's local store
     (`$TRACKIO_DIR`); resumed, it continues the run of that name."""
     def __init__(self, out:Path, config:dict|None=None, resume_step:int|None=None):
         trackio = import_tracker('trackio')
         self.run = trackio.init(project='fisao', name=Path(out).resolve().name, config=config, embed=False,
                                 resume='allow' if resume_step is not None else 'never')
-
-    def log(self, step:int, metrics:dict) -> None:
-        "The metrics of `step`."
-        self.run.log(metrics, step=step)
-
-    def close(self) -> None:
-        "Finish the run."
-        self.run.finish()
 
 TRACKER_CLASSES = {'tensorboard': TensorBoardTracker, 'wandb': WandbTracker, 'trackio': TrackioTracker}  # by name
 

@@ -211,6 +211,23 @@ def quick_pretrained(tmp_path_factory):
     return out
 
 
+
+@pytest.fixture(scope='session')
+def train_run(quick_pretrained, tmp_path_factory):
+    """A 2-step `fisao train` run on the quick models, a checkpoint after each step (lr 3e-3: the adapter visibly
+    changes the policy), shared by the eval-model and model-card tests."""
+    import os
+    import subprocess
+    import sys
+    out = tmp_path_factory.mktemp('train') / 'run'
+    cmd = [sys.executable, '-m', 'fisao', 'train', '--model.pretrained', str(quick_pretrained), '--out', str(out),
+           '--model.quick', '--steps', '2', '--rollout.batch', '8', '--ppo.minibatch-size', '4', '--ppo.epochs', '1',
+           '--eval.images', '8', '--eval.every', '0', '--rollout.max-new-tokens', '16', '--log.save-every', '1',
+           '--quiet', '--optim.lr', '3e-3']
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
 # ---- the golden CHAIR case of nbs/eval_protocols.md §1.8 (CHAIR_s 2/3, CHAIR_i 3/8, Recall 5/6), for the CHAIR tests
 
 GOLDEN_GENERATIONS = [{'image_id': 42, 'caption': 'A man and his dogs are next to a red car.'},

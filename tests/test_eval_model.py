@@ -48,17 +48,6 @@ def sw(quick_pretrained):
             'images': world / 'images' / 'val'}
 
 
-@pytest.fixture(scope='module')
-def train_run(quick_pretrained, tmp_path_factory):
-    "A 2-step `fisao train` run (one checkpoint) on the quick models."
-    out = tmp_path_factory.mktemp('train') / 'run'
-    cmd = [sys.executable, '-m', 'fisao', 'train', '--model.pretrained', str(quick_pretrained), '--out', str(out),
-           '--model.quick', '--steps', '2', '--rollout.batch', '8', '--ppo.minibatch-size', '4', '--ppo.epochs', '1',
-           '--eval.images', '8', '--eval.every', '0', '--rollout.max-new-tokens', '16', '--quiet', '--optim.lr', '3e-3']
-    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
-
 
 def test_chair_with_model_and_rescoring_agree(sw, tmp_path):
     out = tmp_path / 'chair.json'

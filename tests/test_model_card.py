@@ -1,27 +1,11 @@
 """Model cards: every checkpoint's `adapter/README.md` of a `fisao train` run, and the card `fisao merge` keeps in the
 merged model. The front matter is read as the Hugging Face Hub reads it (YAML between the first two `---` lines),
-independently of `fisao.rundir.split_model_card`. One 2-step run on the quick models (checkpoints at steps 1 and 2)."""
+independently of `fisao.rundir.split_model_card`. The 2-step run of conftest's `train_run` (checkpoints at steps 1
+and 2)."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
-
-
-@pytest.fixture(scope='module')
-def train_run(quick_pretrained, tmp_path_factory):
-    "A 2-step `fisao train` run on the quick models, a checkpoint after each step (as `test_eval_model.train_run`)."
-    out = tmp_path_factory.mktemp('card') / 'run'
-    cmd = [sys.executable, '-m', 'fisao', 'train', '--model.pretrained', str(quick_pretrained), '--out', str(out),
-           '--model.quick', '--steps', '2', '--rollout.batch', '8', '--ppo.minibatch-size', '4', '--ppo.epochs', '1',
-           '--eval.images', '8', '--eval.every', '0', '--rollout.max-new-tokens', '16', '--log.save-every', '1',
-           '--quiet']
-    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
 
 
 def read_card(path) -> tuple:
