@@ -31,7 +31,7 @@ COLORS = {'red': (235, 50, 50), 'green': (40, 205, 70), 'blue': (60, 110, 255),
 SYNONYMS = {'circle': ('disc', 'disk'), 'square': ('box',), 'triangle': (), 'diamond': ('rhombus',),
             'cross': ('plus sign',), 'ring': ('hoop',), 'star': (), 'hexagon': ()}
 PARTNERS = (('circle', 'square'), ('triangle', 'diamond'), ('cross', 'ring'), ('star', 'hexagon'))
-SPLITS = ('train', 'calib', 'val', 'val_prior')
+SPLITS = ('train', 'calib', 'val', 'val_prior', 'dev', 'test')
 
 @dataclass
 class WorldConfig:
@@ -48,6 +48,10 @@ class WorldConfig:
     "Held-out images with the priors broken (clean captions)."
     n_val_prior: int = 500
     "Held-out images drawn like the training set (clean captions)."
+    n_dev: int = 500
+    "Development images, drawn like `val` (priors broken, clean captions): every choice of settings is made here."
+    n_test: int = 1000
+    "Test images, drawn like `val`: reported once per final configuration, never used to choose anything."
     min_objects: int = 1
     "Fewest shapes per image."
     max_objects: int = 3
@@ -88,7 +92,7 @@ class WorldConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"world.{name} must be a positive integer, got {v!r}")
-        for name in ('n_train', 'n_calib', 'n_val', 'n_val_prior', 'seed'):
+        for name in ('n_train', 'n_calib', 'n_val', 'n_val_prior', 'n_dev', 'n_test', 'seed'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"world.{name} must be a non-negative integer, got {v!r}")
@@ -134,7 +138,8 @@ class WorldConfig:
     @property
     def radius(self) -> float: return self.object_size * self.image_size / 2
     def split_sizes(self) -> dict:
-        return {'train': self.n_train, 'calib': self.n_calib, 'val': self.n_val, 'val_prior': self.n_val_prior}
+        return {'train': self.n_train, 'calib': self.n_calib, 'val': self.n_val, 'val_prior': self.n_val_prior,
+                'dev': self.n_dev, 'test': self.n_test}
     def to_dict(self) -> dict: return dataclasses.asdict(self)
     def fingerprint(self) -> str:
         "Short hash of every field: the identity of this world (caches key on it)."

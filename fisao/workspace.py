@@ -11,24 +11,37 @@ from pathlib import Path
 from .core import ConfigError, atomic_write, file_lock, logger, read_json, write_json
 
 # %% auto 0
-__all__ = ['shapeworld_models', 'calibration_inputs', 'save_calibration_figure', 'run_calibration']
+__all__ = ['shapeworld_models', 'has_current_splits', 'calibration_inputs', 'save_calibration_figure', 'run_calibration']
 
 # %% ../nbs/08a_workspace.ipynb
 def shapeworld_models(pretrained, quick:bool=False, progress:bool=True) -> dict:
     "Pretrain (or reuse) ShapeWorld's tiny models under `pretrained`; a lock lets concurrent commands share one build."
     from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
-    from fisao.shapeworld import WorldConfig
+    from fisao.shapeworld import SPLITS, WorldConfig
     with file_lock(Path(str(pretrained).rstrip('/') + '.lock')):
         meta_path = Path(pretrained) / 'pretrain.json'
         if meta_path.is_file() and (Path(pretrained) / 'llava' / 'config.json').is_file():
             meta = read_json(meta_path)
             known = {WorldConfig().fingerprint(), quick_world_config().fingerprint()}
-            if meta.get('world', {}).get('fingerprint') not in known:  # another world (fisao ablate's dense one): kept
+            custom = meta.get('world', {}).get('fingerprint') not in known  # e.g. the dense world of ablate/demo
+            if custom and has_current_splits(Path(pretrained) / 'world'):
                 logger.info('%s holds models of a custom ShapeWorld (fingerprint %s); reusing them', pretrained,
                             meta['world']['fingerprint'])
                 return {**meta, 'cached': True}
+            if custom:  # written before the current splits (dev, test): the same world again, with them
+                stored = read_json(Path(pretrained) / 'world' / 'world.json').get('config', {})
+                world = WorldConfig(**{k: v for k, v in stored.items() if k in WorldConfig.__dataclass_fields__})
+                logger.warning('%s: its ShapeWorld lacks the splits %s; rebuilding it and its models', pretrained,
+                               ', '.join(SPLITS))
+                return pretrain(pretrained, PretrainConfig(), world, progress=progress)
         cfg, world = (quick_pretrain_config(), quick_world_config()) if quick else (PretrainConfig(), WorldConfig())
         return pretrain(pretrained, cfg, world, progress=progress)
+
+def has_current_splits(world_dir) -> bool:
+    "True when the ShapeWorld written in `world_dir` holds every split of `SPLITS` (worlds before dev/test do not)."
+    from fisao.shapeworld import SPLITS
+    meta = Path(world_dir) / 'world.json'
+    return meta.is_file() and set(SPLITS) <= set(read_json(meta).get('splits', []))
 
 # %% ../nbs/08a_workspace.ipynb
 def calibration_inputs(*, pretrained='runs/pretrain', quick:bool=False, split:str='calib', model=None, clip=None,
