@@ -20,8 +20,9 @@ from .core import ConfigError, DataError, logger, logprobs_from_logits, masked_m
 from .rewards import kl_estimate
 
 # %% auto 0
-__all__ = ['Rollout', 'suppress_logits', 'generate_responses', 'response_logits', 'response_logprobs', 'entropy_from_logits',
-           'forward_response', 'score_rollout', 'scale_mention_scores', 'compute_rewards', 'compute_advantages',
+__all__ = ['GROUP_ESTIMATORS', 'ADVANTAGE_ESTIMATORS', 'Rollout', 'suppress_logits', 'generate_responses', 'response_logits',
+           'response_logprobs', 'entropy_from_logits', 'forward_response', 'score_rollout', 'scale_mention_scores',
+           'compute_rewards', 'compute_advantages', 'group_advantages', 'token_group_advantages',
            'global_masked_moments', 'whiten_advantages', 'explained_variance', 'policy_loss', 'value_clip_range',
            'value_loss', 'ppo_loss', 'minibatch_indices', 'check_minibatch', 'check_number', 'PPOConfig',
            'check_distributed', 'ppo_update']
@@ -44,8 +45,8 @@ class Rollout:
     values: torch.Tensor|None = None        # (B, T) V_old(s_t), the state before token t
     scores: torch.Tensor|None = None        # (B, T) token rewards from the verifier
     rewards: torch.Tensor|None = None       # (B, T) scores − β·KL (− missing-EOS penalty)
-    advantages: torch.Tensor|None = None    # (B, T) GAE
-    returns: torch.Tensor|None = None       # (B, T) advantages + values
+    advantages: torch.Tensor|None = None    # (B, T) GAE, or a group estimator's
+    returns: torch.Tensor|None = None       # (B, T) advantages + values (GAE), the return-to-go (group)
     extra: dict|None = None                 # other per-row model inputs, e.g. qformer_input_ids (B, ·)
     last_values: torch.Tensor|None = None   # (B,) V_old(s_T), the state after each row's last response token
     suppress_tokens: tuple|None = None      # token ids outside the support of sampling, log-probs and entropy
@@ -329,6 +330,55 @@ def compute_advantages(values:torch.Tensor, rewards:torch.Tensor, response_mask:
     return advantages, returns
 
 # %% ../nbs/09_ppo.ipynb
+def _check_groups(rewards:torch.Tensor, response_mask:torch.Tensor, group_size:int) -> None:
+    "Refuse rewards unlike `response_mask` (B, T), non-finite on it, or not in whole groups of `group_size` >= 2 rows."
+    if rewards.shape != response_mask.shape:
+        raise DataError(f"rewards has shape {tuple(rewards.shape)}, response_mask {tuple(response_mask.shape)}")
+    if not isinstance(group_size, int) or group_size < 2 or rewards.shape[0] % group_size:
+        raise ConfigError(f"group_size ({group_size}) must be >= 2 and divide the rollout rows ({rewards.shape[0]}) "
+                          "exactly: rows g·G … g·G+G−1 are the G samples of one prompt")
+    _check_finite('rewards', rewards, response_mask)
+
+def _group_returns(rewards:torch.Tensor, response_mask:torch.Tensor, group_size:int) -> tuple:
+    """`(r, R, spread)`: the rewards (B, T), 0 off the response; each row's return R_i = Σ_t r_{i,t} as (B/G, G); and
+    each group's max − min of R (B/G, 1), 0 when all its returns are equal."""
+    r = rewards.masked_fill(response_mask == 0, 0.0)                     # (B, T)
+    R = r.sum(1).view(-1, group_size)                                    # (B/G, G)
+    return r, R, R.amax(1, keepdim=True) - R.amin(1, keepdim=True)
+
+def _return_to_go(r:torch.Tensor, response_mask:torch.Tensor) -> torch.Tensor:
+    "G_t = Σ_{t' ≥ t} r_t' (γ = 1) of rewards `r` that are 0 off the response; 0 off the response: (B, T)."
+    return r.flip(1).cumsum(1).flip(1) * response_mask.to(r.dtype)
+
+def group_advantages(rewards:torch.Tensor, response_mask:torch.Tensor, group_size:int, eps:float=1e-6) -> tuple:
+    """Sequence GRPO: `(advantages, returns)` (B, T). A row's return R_i = Σ_t r_{i,t} standardised within its group of
+    `group_size` consecutive rows, (R_i − mean)/(std + eps), on each of its response tokens (0 for a group of equal
+    returns); `returns` is the return-to-go (γ = 1)."""
+    _check_groups(rewards, response_mask, group_size)
+    r, R, spread = _group_returns(rewards, response_mask, group_size)    # (B, T), (B/G, G), (B/G, 1)
+    A = (R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + eps)  # (B/G, G)
+    A = torch.where(spread > 0, A, 0.0)                                  # no spread, no signal
+    mask = response_mask.to(r.dtype)
+    return A.reshape(-1, 1) * mask, _return_to_go(r, mask)
+
+# %% ../nbs/09_ppo.ipynb
+def token_group_advantages(rewards:torch.Tensor, response_mask:torch.Tensor, group_size:int,
+                           eps:float=1e-6, scale:float|None=None) -> tuple:
+    """Token-level GRPO: `(advantages, returns)` (B, T). A_{i,t} = (G_{i,t} − b_{i,t})/(σ + eps), G the return-to-go
+    (γ = 1; the `returns`), b_{i,t} the mean G_{j,t} of the group's other rows (0 once ended); σ = `scale` (the
+    trainer passes the std of all rows' returns) or, when None, the std of the group's returns; 0 for a group of
+    equal returns."""
+    _check_groups(rewards, response_mask, group_size)
+    r, R, spread = _group_returns(rewards, response_mask, group_size)    # (B, T), (B/G, G), (B/G, 1)
+    returns = _return_to_go(r, response_mask)                            # (B, T) G_{i,t}
+    B, T = returns.shape
+    rtg = returns.view(-1, group_size, T)                                # (B/G, G, T)
+    baseline = (rtg.sum(1, keepdim=True) - rtg) / (group_size - 1)      # (B/G, G, T) leave-one-out mean at each t
+    sigma = R.std(1, keepdim=True)[..., None] if scale is None else torch.as_tensor(scale, dtype=r.dtype)
+    A = torch.where(spread[..., None] > 0, (rtg - baseline) / (sigma + eps), 0.0)  # (B/G, G, T)
+    return A.reshape(B, T) * response_mask.to(r.dtype), returns
+
+# %% ../nbs/09_ppo.ipynb
 def global_masked_moments(values:torch.Tensor, mask:torch.Tensor, accelerator=None) -> tuple:
     "`(mean, unbiased var, n)` of `values` where `mask` is 1, over every process's shard."
     mask = mask.to(values.dtype)
@@ -435,6 +485,11 @@ def check_number(name:str, v, lo:float=0.0, hi:float=math.inf, lo_open:bool=Fals
         rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{']' if math.isfinite(hi) else ')'}"
         raise ConfigError(f"{name} must be a finite number in {rng}, got {v!r}")
 
+GROUP_ESTIMATORS = {'grpo': group_advantages, 'token_grpo': token_group_advantages}
+"the critic-free estimators by name: `(rewards, response_mask, group_size)` → `(advantages, returns)`"
+ADVANTAGE_ESTIMATORS = ('gae', *GROUP_ESTIMATORS)
+"`ppo.advantage_estimator`: masked GAE with the critic, or a critic-free group baseline (sequence / token-level GRPO)"
+
 @dataclass
 class PPOConfig:
     "PPO on the token-level MDP: the update, the advantages and the reward shaping."
@@ -453,19 +508,24 @@ class PPOConfig:
     clip_vloss: bool = True
     "clip the value loss"
     vf_coef: float = 0.1
-    "value loss coefficient"
+    "value loss coefficient (GAE; the group estimators train no critic: 0 for their updates)"
     ent_coef: float = 0.0
     "entropy bonus coefficient"
     max_grad_norm: float = 1.0
     "gradient clipping norm, applied to the LoRA and the value head separately (0 = measure only)"
     norm_adv: bool = True
-    "whiten advantages over the rollout batch"
+    "whiten GAE advantages over the rollout batch (the group estimators skip it: the group already normalises)"
     target_kl: float = 0.0
     "stop a step's remaining PPO epochs when approx-KL exceeds this (0 = off)"
     gamma: float = 1.0
-    "discount γ"
+    "discount γ of GAE (the group estimators use γ = 1)"
     gae_lambda: float = 0.95
     "GAE λ"
+    advantage_estimator: str = 'gae'
+    ("gae (masked GAE with the critic) | grpo (sequence GRPO: each sample's return standardised in its group) | "
+     "token_grpo (the return-to-go minus the group's leave-one-out baseline, over the group's return std)")
+    group_size: int = 4
+    "G: samples per prompt of grpo / token_grpo (each prompt repeated G times; rollout.batch must be a multiple of G)"
     whiten_rewards: bool = False
     "scale the mention scores (non-zero) to unit RMS over the rollout batch before the KL penalty; zeros stay 0"
     missing_eos_penalty: float = 0.0
@@ -483,6 +543,12 @@ class PPOConfig:
         for name in ('vf_coef', 'ent_coef', 'max_grad_norm', 'target_kl', 'missing_eos_penalty', 'length_penalty'):
             check_number(f'ppo.{name}', getattr(self, name))
         for name in ('gamma', 'gae_lambda'): check_number(f'ppo.{name}', getattr(self, name), hi=1.0)
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ConfigError(f"ppo.advantage_estimator must be one of {', '.join(ADVANTAGE_ESTIMATORS)}, got "
+                              f"{self.advantage_estimator!r}")
+        if self.advantage_estimator != 'gae' and not (isinstance(self.group_size, int) and self.group_size >= 2):
+            raise ConfigError(f"ppo.group_size must be >= 2 for ppo.advantage_estimator {self.advantage_estimator} "
+                              f"(the group is the baseline), got {self.group_size!r}")
 
 # %% ../nbs/09_ppo.ipynb
 _REQUIRED = ('logprobs', 'values', 'advantages', 'returns')
@@ -575,19 +641,20 @@ def _update_stats(sums:dict, ev:float, n_steps:int, skips:int, world:int, accele
 
 def ppo_update(policy, optimizer, rollout:Rollout, cfg:PPOConfig, *, temperature:float=1.0,
                accelerator=None, seed:int=0, shuffle:bool=True) -> dict:
-    """`cfg.epochs` epochs of clipped PPO updates on `rollout` (this process's shard),
-    `cfg.minibatch_size` rows per step; mean stats."""
+    """`cfg.epochs` epochs of clipped PPO updates on `rollout` (this process's shard), `cfg.minibatch_size` rows per
+    step; mean stats. A group estimator's advantages are used as they are and its value loss weighted 0."""
     t0 = time.perf_counter()
     _check_ppo_args(rollout, cfg, accelerator)
     world = accelerator.num_processes if accelerator is not None else 1
     b_mask = rollout.response_mask                                       # (B, T)
+    critic = cfg.advantage_estimator == 'gae'                            # the group estimators train no critic
     with torch.no_grad():
         ev = explained_variance(rollout.values, rollout.returns, b_mask, accelerator)
-        b_advantages = (whiten_advantages(rollout.advantages, b_mask, accelerator) if cfg.norm_adv
+        b_advantages = (whiten_advantages(rollout.advantages, b_mask, accelerator) if cfg.norm_adv and critic
                         else rollout.advantages * b_mask)
         clip_v = value_clip_range(rollout.returns, b_mask, cfg.clip_range_value, cfg.relative_value_clip, accelerator)
     loss_kw = dict(clip_eps=cfg.clip_eps, clip_range_value=clip_v, clip_vloss=cfg.clip_vloss,
-                   vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, temperature=temperature)
+                   vf_coef=cfg.vf_coef if critic else 0.0, ent_coef=cfg.ent_coef, temperature=temperature)
     data = dataclasses.replace(rollout, advantages=b_advantages)
     was_training = policy.training
     policy.train(False)                                                  # no dropout: ratio ≡ 1 at the first step

@@ -226,8 +226,9 @@ class EvalConfig:
     "held-out CHAIR every N steps (0 = only at the start and end)"
     images: int = 500
     "held-out images (a fixed seeded subset)"
-    split: str = 'val'
-    "ShapeWorld held-out split (priors broken)"
+    split: str = 'dev'
+    ("ShapeWorld split of the held-out CHAIR: `dev` (priors broken, like `val`) — the evaluations during training "
+     "serve choices (steps, settings), so they run on the development split; `test` is for the final report only")
     instances: str = ''
     "COCO instances JSON for held-out CHAIR on real runs"
     image_dir: str = ''
@@ -282,8 +283,9 @@ class TrainConfig:
     "rollout prompts"
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     "verifier template and calibration"
-    reward: RewardConfig = field(default_factory=lambda: RewardConfig(reading='threshold'))
-    "token rewards (ShapeWorld preset: the `threshold` reading)"
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(reading='threshold', hallucination_cost=6.0))
+    ("token rewards (ShapeWorld preset: the `threshold` reading, hallucination_cost κ = 6 — chosen on the `dev` split "
+     "against κ 1 and 4, benchmarks/RESULTS.md 'Issue 17')")
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     "sampling"
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(ent_coef=0.01, gae_lambda=0.8))
@@ -306,6 +308,12 @@ class TrainConfig:
         if self.mixed_precision not in ('no', 'fp16', 'bf16'):
             raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         check_minibatch(self.rollout.batch, self.ppo.minibatch_size, 'rollout.batch')
+        p = self.ppo
+        if p.advantage_estimator != 'gae' and self.rollout.batch % p.group_size:
+            raise ConfigError(f"rollout.batch ({self.rollout.batch}) must be a multiple of ppo.group_size "
+                              f"({p.group_size}) with ppo.advantage_estimator {p.advantage_estimator}: each process "
+                              "samples whole groups (rollout.batch / ppo.group_size prompts, ppo.group_size times "
+                              "each)")
 
     def to_dict(self) -> dict:
         "The nested mapping (what `config.yaml` holds)."
@@ -381,12 +389,17 @@ class Method:
     "verifier | oracle"
     label: str
     "the row label of printed tables"
+    estimator: str = 'gae'
+    "ppo.advantage_estimator of a ppo method: gae | grpo (sequence) | token_grpo"
 
 METHODS = {
     'fisao_token': Method('ppo', 'token', 'verifier', 'FiSAO, token-level'),
     'fisao_sentence': Method('ppo', 'sentence', 'verifier', 'FiSAO, sentence-level'),
     'oracle_token': Method('ppo', 'token', 'oracle', 'oracle reward, token-level'),
     'oracle_sentence': Method('ppo', 'sentence', 'oracle', 'oracle reward, sentence-level'),
+    'fisao_token_grpo': Method('ppo', 'token', 'verifier', 'FiSAO token-level GRPO (ours)', 'token_grpo'),
+    'fisao_sentence_grpo': Method('ppo', 'sentence', 'verifier', 'sequence GRPO, verifier (ours)', 'grpo'),
+    'oracle_token_grpo': Method('ppo', 'token', 'oracle', 'token-level GRPO, oracle reward (ours)', 'token_grpo'),
     'grpo': Method('grpo', 'sentence', 'verifier', 'trl GRPO, verifier reward'),
     'grpo_oracle': Method('grpo', 'sentence', 'oracle', 'trl GRPO, oracle reward'),
     'dpo': Method('dpo', 'sentence', 'verifier', 'trl DPO, verifier-ranked pairs'),
@@ -409,6 +422,8 @@ def check_methods(names:list, field:str, optimisers:tuple=('ppo', 'grpo', 'dpo')
     return names
 
 def method_overrides(name:str, token_reading:str='threshold') -> dict:
-    "The `TrainConfig` fields that make a run `name`: the reward source and reading (`token_reading` if token-level)."
+    """The `TrainConfig` fields that make a run `name`: the reward source and reading (`token_reading` if token-level)
+    and the advantage estimator."""
     m = METHODS[name]
-    return {'reward.source': m.reward, 'reward.reading': token_reading if m.credit == 'token' else 'sentence'}
+    return {'reward.source': m.reward, 'reward.reading': token_reading if m.credit == 'token' else 'sentence',
+            'ppo.advantage_estimator': m.estimator}

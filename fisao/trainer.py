@@ -18,7 +18,17 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-# the one multi-line import stays absolute in the module (nbdev makes one-line imports relative): it goes first
+# the multi-line imports stay absolute in the module (nbdev makes one-line imports relative): they go first
+from fisao.ppo import (
+    GROUP_ESTIMATORS,
+    Rollout,
+    compute_advantages,
+    compute_rewards,
+    generate_responses,
+    global_masked_moments,
+    ppo_update,
+    score_rollout,
+)
 from fisao.rundir import (
     CheckpointWriteError,
     MetricsLog,
@@ -35,7 +45,6 @@ from fisao.rundir import (
 
 from .config import save_config
 from .core import DataError, FisaoError, StopRequested, logger, read_json, seed_everything, write_json
-from .ppo import Rollout, compute_advantages, compute_rewards, generate_responses, ppo_update, score_rollout
 from .rewards import AdaptiveKLController, FixedKLController, kl_estimate
 from .trainconfig import TrainConfig
 
@@ -101,6 +110,16 @@ class PromptSet:
             out.extend(perm[k : k + take].tolist())
             pos += take
         return np.asarray(out)
+
+    def rows_for_process(
+        self, step: int, batch: int, rank: int, world: int, seed: int, group_size: int = 1
+    ) -> np.ndarray:
+        """Process `rank`'s `batch` rows of `step`: its strided share of the step's `batch·world/group_size` prompts
+        (`rows_for_step`), each repeated `group_size` times consecutively, so that every group is on one process."""
+        if group_size < 1 or batch % group_size:
+            raise DataError(f"a batch of {batch} rows does not split into groups of {group_size}")
+        prompts = self.rows_for_step(step, batch * world // group_size, seed)[rank::world]
+        return np.repeat(prompts, group_size)
 
     def batch(self, rows) -> tuple:
         "`(PIL images, image ids, instructions)` of `rows`."
@@ -310,7 +329,7 @@ def rollout_step(self: FiSAOTrainer, step: int) -> dict:
     stats, beta = {}, self.kl_ctl.value
     if self.all_finite(rollout):
         rollout = self.shape_rewards(rollout)                             # 4. scores − β·KL (+ shaping)
-        rollout = self.advantages(rollout)                                #    masked GAE
+        rollout = self.advantages(rollout)                                #    GAE or the group baseline
         stats = self.update(rollout, step)                                # 5. clipped PPO epochs
     else:
         logger.warning('step %d: non-finite rewards, log-probs or values; update skipped', step + 1)
@@ -334,8 +353,9 @@ def generate(self: FiSAOTrainer, step: int) -> dict:
     `{images, ids, inputs, input_ids, attention_mask, response_mask, truncated}`."""
     from fisao.models import build_inputs
 
-    cfg, r = self.cfg, self.cfg.rollout
-    rows = self.prompts.rows_for_step(step, r.batch * self.world, cfg.seed)[self.rank :: self.world]
+    cfg, r, p = self.cfg, self.cfg.rollout, self.cfg.ppo
+    G = p.group_size if p.advantage_estimator in GROUP_ESTIMATORS else 1  # samples of each prompt, consecutive rows
+    rows = self.prompts.rows_for_process(step, r.batch, self.rank, self.world, cfg.seed, G)
     images, ids, instructions = self.prompts.batch(rows)
     inputs = build_inputs(
         self.processor, self.kind, images, instructions, device=self.acc.device, dtype=cfg.model.dtype
@@ -431,8 +451,16 @@ def shape_rewards(self: FiSAOTrainer, rollout: Rollout) -> Rollout:
 
 @patch
 def advantages(self: FiSAOTrainer, rollout: Rollout) -> Rollout:
-    "GAE advantages and returns of the rollout's rewards and values; a truncated row bootstraps from V(s_T)."
+    """Advantages and returns by `ppo.advantage_estimator`: GAE of the rewards and values (a truncated row bootstraps
+    from V(s_T)), or a group estimator over each prompt's `ppo.group_size` consecutive samples (no critic)."""
     p = self.cfg.ppo
+    if p.advantage_estimator in GROUP_ESTIMATORS:
+        estimate, kw = GROUP_ESTIMATORS[p.advantage_estimator], {}
+        if p.advantage_estimator == 'token_grpo':  # one σ for the rollout: the std of all rows' returns, all processes
+            R = (rollout.rewards * rollout.response_mask).sum(-1)  # (B,)
+            kw['scale'] = float(global_masked_moments(R, torch.ones_like(R), self.acc)[1].sqrt())
+        advantages, returns = estimate(rollout.rewards, rollout.response_mask, p.group_size, **kw)
+        return dataclasses.replace(rollout, advantages=advantages, returns=returns)
     advantages, returns = compute_advantages(
         rollout.values,
         rollout.rewards,

@@ -99,7 +99,7 @@ def test_heatmaps_and_captions_show_their_images(run_dir, quick_pretrained, tmp_
         assert f'<td>{i}</td>' in row    # the row's own image id
         want = np.asarray(Image.open(files[i]).convert('RGB'))   # 64 px: embedded as is, shown at 96 px
         np.testing.assert_array_equal(decode(thumbs[0]), want)
-    assert {files[int(i)].parent.name for i in re.findall(r'alt="image (\d+)"', caps)} == {'val'}   # held-out split
+    assert {files[int(i)].parent.name for i in re.findall(r'alt="image (\d+)"', caps)} == {'dev'}   # held-out split
 
 
 def test_missing_image_is_a_counted_note(run_dir, quick_pretrained, tmp_path):
