@@ -26,7 +26,8 @@ LLAVA15_7B = {
     'eval.instances': 'data/coco/annotations/instances_val2014.json', 'eval.image_dir': 'data/coco/val2014',
     'eval.images': 500,
     'eval.every': 25, 'log.save_every': 25, 'kl.coef': 0.05, 'optim.value_lr': 1e-5, 'optim.schedule': 'constant',
-    'ppo.ent_coef': 0.0, 'reward.reading': 'normalized', 'ppo.gae_lambda': 0.95, 'ppo.missing_eos_penalty': 10.0}
+    'ppo.ent_coef': 0.0, 'reward.reading': 'normalized', 'reward.hallucination_cost': 1.0, 'ppo.gae_lambda': 0.95,
+    'ppo.missing_eos_penalty': 10.0}
 "the LLaVA-1.5-7B run: dotted overrides of `TrainConfig()`"
 
 INSTRUCTBLIP_13B = {**LLAVA15_7B, 'out': 'runs/instructblip_13b', 'model.path': 'models/instructblip-vicuna-13b',
@@ -64,6 +65,9 @@ _PRESET_NOTES = {  # dotted path -> where its value comes from (both presets; `_
     'reward.reading': f'{_UNVERIFIED} the paper\'s Eq. 8 is not recoverable; normalized = lam * (N(s) - xi)',
     'reward.xi': '[card] xi = 0.2',
     'reward.lam': '[card] lambda = 10',
+    'reward.hallucination_cost': f'{_UNVERIFIED} not in the paper: 1 = the paper\'s symmetric reading '
+                                 '(ShapeWorld\'s 6 was chosen on its dev split for a co-occurrence prior of 0.8; '
+                                 'unmeasured on COCO)',
     'reward.repetition_guard': f'{_UNVERIFIED} not in the paper: only a first mention may pay (a prototype learned to '
                                'repeat objects without it); repeats and loops capped as below',
     'reward.repeat_reward': f'{_UNVERIFIED} not in the paper: an object named again ("a man ... the man") earns '

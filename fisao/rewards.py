@@ -37,6 +37,10 @@ class RewardConfig:
     "margin ξ (paper: 0.2)"
     lam: float = 10.0
     "scale λ (paper: 10)"
+    hallucination_cost: float = 1.0
+    ("κ ≥ 1: a negative mention reward is multiplied by κ, so a mention pays only where the policy's precision on such "
+     "mentions beats κ/(1 + κ) (threshold reading; 1 = the symmetric ±λ, break-even 50 %). Raise it when the prompts' "
+     "co-occurrence prior makes guessing an object right more often than not (see 'Guessing pays' below)")
     repetition_guard: bool = True
     ("only an object's first mention may earn a positive reward: a repeat earns min(r, `repeat_reward`), a loop "
      "min(r, `loop_reward`); off: every mention earns its reading (the `repeat`/`loop` flags are still recorded)")
@@ -57,6 +61,9 @@ class RewardConfig:
                 raise ConfigError(f"reward.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 <= self.xi < 0.5: raise ConfigError(f"reward.xi must be in [0, 0.5), got {self.xi}")
         if not self.lam > 0: raise ConfigError(f"reward.lam must be > 0, got {self.lam}")
+        if not self.hallucination_cost >= 1:
+            raise ConfigError(f"reward.hallucination_cost must be >= 1 (a hallucination never costs less than a "
+                              f"correct mention earns), got {self.hallucination_cost}")
         if self.repeat_reward > 0:
             raise ConfigError(f"reward.repeat_reward must be <= 0 (a repeat may never pay), got {self.repeat_reward}")
         if self.loop_reward > 0:
@@ -77,11 +84,13 @@ def normalize_scores(scores:np.ndarray, b_c:float, b_h:float) -> np.ndarray:
     return (np.asarray(scores, dtype=np.float64) - b_h) / (b_c - b_h)
 
 def reading_reward(normalized:np.ndarray, cfg:RewardConfig) -> np.ndarray:
-    """Mention rewards from normalised scores under `cfg.reading`
-    (`sentence` uses the `normalized` values; its placement differs)."""
+    """Mention rewards from normalised scores under `cfg.reading` (`sentence` uses the `normalized` values; its
+    placement differs); a negative reward is multiplied by `cfg.hallucination_cost` (κ)."""
     n = np.asarray(normalized, dtype=np.float64)
-    if cfg.reading == 'threshold': return np.where(n >= 1 - cfg.xi, cfg.lam, np.where(n <= cfg.xi, -cfg.lam, 0.0))
-    return cfg.lam * (n - cfg.xi)
+    if cfg.reading == 'threshold':
+        r = np.where(n >= 1 - cfg.xi, cfg.lam, np.where(n <= cfg.xi, -cfg.lam, 0.0))
+    else: r = cfg.lam * (n - cfg.xi)
+    return np.where(r < 0, cfg.hallucination_cost * r, r)  # κ weighs the penalties
 
 # %% ../nbs/08_rewards.ipynb
 _WORD, _SENTENCE_END = re.compile(r"[A-Za-z0-9]+"), re.compile(r"(?:[.!?]+(?=\s|$)|\n)\s*")
