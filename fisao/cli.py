@@ -64,8 +64,8 @@ COMMANDS = {  # name: the one line `fisao --help` shows (listed without importin
     'pope': 'build POPE question files',
     'merge': 'merge a LoRA adapter into its base model',
     'report': 'write report.html for a train run or a demo directory',
-    'demo': 'run the ShapeWorld demo',
-    'ablate': 'ablation grid: token vs sentence PPO vs trl GRPO/DPO, verifier vs oracle, over seeds',
+    'demo': 'run the ShapeWorld demo (--world default|dense; the table is the test split)',
+    'ablate': 'ablation grid over seeds and KL budgets: token vs sentence, PPO vs trl GRPO/DPO; dev/test frontiers',
     'score': "audit the verifier: each mention's score, N(s), reward and label; --audit: per-object precision/recall",
     'preset': 'list the shipped presets, accelerate configs and paper scripts; write one to edit',
     'info': 'versions, devices, settings'}
@@ -784,8 +784,10 @@ def _add_demo_parser(sub) -> None:
     from fisao.demo import DemoConfig
     d = sub.add_parser('demo', help=COMMANDS['demo'],
                        description='Run the whole method on ShapeWorld on the CPU: tiny models, calibration, FiSAO '
-                                   'PPO (token-level, sentence-level, oracle reward), held-out CHAIR and POPE, '
-                                   'results.json and report.html.')
+                                   'PPO (token-level, sentence-level, oracle reward), held-out CHAIR and POPE on the '
+                                   'test split, results.json and report.html. --world dense: the dense world (3-6 '
+                                   'shapes per image), its own directory (runs/demo_dense) and settings '
+                                   '(fisao.demo.DEMO_SETTINGS); empty flags take the world\'s settings.')
     _quiet(d)
     _add_dataclass_args(d, DemoConfig, skip=('progress',))
     d.set_defaults(func=cmd_demo)
@@ -798,14 +800,17 @@ def cmd_demo(args) -> dict:
     fields = [f.name for f in dataclasses.fields(DemoConfig)]
     kw = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     if args.quiet: kw['progress'] = False
-    kw['out'] = str(kw.get('out', 'runs/demo'))
+    kw['out'] = str(kw.get('out') or '')   # '' = the world's directory (DEMO_SETTINGS)
     return run_demo(DemoConfig(**kw))
 
 def _add_ablate_parser(sub) -> None:
     from fisao.ablate import AblateConfig
     ab = sub.add_parser('ablate', help=COMMANDS['ablate'],
-                        description='Run an ablation grid on ShapeWorld (resumable) and write table.md, table.csv and '
-                                    'ablation.png.')
+                        description='Run an ablation grid on ShapeWorld (resumable): every method at each KL budget '
+                                    '(--kl-coefs) and seed, trained once with the preset (or --settings legacy) and '
+                                    'scored on each split (--splits dev,test). Writes results.jsonl, table.csv and, '
+                                    'per split, table_<split>.md, frontier_<split>.md (with token- vs sentence-level '
+                                    'at matched KL), frontier_<split>.png and ablation_<split>.png.')
     _opt(ab, '--config', type=Path, help='YAML of AblateConfig fields (flags override it)')
     _quiet(ab)
     _add_dataclass_args(ab, AblateConfig, skip=('progress',), only_if_given=True)

@@ -10,36 +10,75 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import ConfigError, FisaoError, read_json, write_json
-from .trainconfig import METHODS, check_methods, config_from_flat, method_overrides
+from .shapeworld import SPLITS
+from .trainconfig import METHODS, TrainConfig, check_methods, config_from_flat, method_overrides
 
 # %% auto 0
-__all__ = ['DemoConfig', 'train_config', 'pope_from_descriptions', 'evaluate_policy', 'run_demo', 'print_table']
+__all__ = ['DENSE_WORLD', 'POPE_QUESTIONS', 'DEMO_SETTINGS', 'HELD_OUT_SPLITS', 'check_split', 'DemoConfig', 'train_config',
+           'world_models', 'set_aside_if_stale', 'pope_from_descriptions', 'split_paths', 'evaluate_policy',
+           'pope_sets_for', 'run_demo', 'print_table']
 
 # %% ../nbs/13a_demo.ipynb
+DENSE_WORLD = dict(min_objects=3, max_objects=6)
+"the dense ShapeWorld's `WorldConfig` fields (3–6 shapes per image, ~23-word captions): `--world dense`"
+
+POPE_QUESTIONS = {'default': 6, 'dense': 4}
+"POPE questions per image of each world (a dense image, ≤ 6 of 8 shapes, may have only 2 absent shapes to ask about)"
+
+DEMO_SETTINGS = {
+    'default': {'out': 'runs/demo', 'methods': 'fisao_token,fisao_sentence,oracle_token', 'steps': 40,
+                # a higher lr for 40 steps (the preset's 1.5e-4 needs ~120); one GAE λ: the sentence reward must reach
+                # the first token
+                'train': {'optim.lr': 3e-4, 'ppo.gae_lambda': 0.95}},
+    # the preset as it is, until the dense world's settings are chosen on `dev`
+    'dense': {'out': 'runs/demo_dense', 'methods': 'fisao_token,fisao_sentence,oracle_token',
+              'steps': TrainConfig().steps, 'train': {}}}
+"each world's demo: directory, methods, PPO steps and the `TrainConfig` fields it changes (the one place to set them)"
+
+HELD_OUT_SPLITS = tuple(s for s in SPLITS if s not in ('train', 'calib'))
+"the ShapeWorld splits a policy may be scored on (never trained or calibrated on)"
+
+def check_split(split:str, field:str) -> str:
+    "`split` if it is a held-out ShapeWorld split; else a `ConfigError` naming `field`."
+    if split not in HELD_OUT_SPLITS:
+        raise ConfigError(f"{field}: {split!r} is not a held-out split; choose from {', '.join(HELD_OUT_SPLITS)}")
+    return split
+
 @dataclass
 class DemoConfig:
-    "Settings of `fisao demo` (every field is a flag of the command)."
-    out: str = 'runs/demo'
-    "demo directory: pretrain/, calibration.json, runs/<method>/, results.json, report.html"
+    "Settings of `fisao demo` (every field is a flag of the command); empty fields take the world's `DEMO_SETTINGS`."
+    out: str = ''
+    "demo directory: pretrain/, calibration.json, runs/<method>/, results.json, report.html ('' = the world's)"
+    world: str = 'default'
+    "default (1–3 shapes per image) or dense (3–6 shapes, ~23-word captions; POPE with 4 questions per image)"
     quick: bool = False
     "smoke test: quick tiny models, 2 PPO steps per method, small evaluations (CI; shows no effect)"
-    steps: int = 40
-    "PPO steps per method"
-    lr: float = 3e-4
-    "PPO learning rate (the ShapeWorld preset's 1.5e-4 needs ~120 steps)"
+    steps: int = 0
+    "PPO steps per method (0 = the world's, `fisao.demo.DEMO_SETTINGS`)"
+    lr: float = 0.0
+    "PPO learning rate (0 = the world's, `DEMO_SETTINGS`; the preset's if it sets none)"
     eval_images: int = 500
-    "held-out (val) images for CHAIR before/after"
+    "held-out images of `split` for CHAIR before/after"
     pope_images: int = 100
-    "held-out images per POPE split (6 questions each)"
+    "held-out images of `split` per POPE split (6 questions each, dense 4)"
+    split: str = 'test'
+    "the held-out split the table reports (settings are chosen on dev; test is reported)"
     seed: int = 0
     "seed of PPO, the CHAIR image sample and the POPE questions"
-    methods: str = 'fisao_token,fisao_sentence,oracle_token'
-    "comma-separated PPO methods to train (fisao_token, fisao_sentence, oracle_token, oracle_sentence)"
+    methods: str = ''
+    "comma-separated PPO methods to train ('' = the world's, `DEMO_SETTINGS`)"
     progress: bool = True
     "progress bars"
 
     def __post_init__(self):
+        if self.world not in DEMO_SETTINGS:
+            raise ConfigError(f"demo.world must be one of {', '.join(DEMO_SETTINGS)}, got {self.world!r}")
+        s = DEMO_SETTINGS[self.world]
+        self.out, self.methods = str(self.out or s['out']), self.methods or s['methods']
+        self.steps = self.steps or s['steps']
+        self.lr = self.lr or s['train'].get('optim.lr', TrainConfig().optim.lr)
         check_methods(self.method_list, 'demo.methods', ('ppo',))
+        check_split(self.split, 'demo.split')
         for k in ('steps', 'eval_images', 'pope_images'):
             if getattr(self, k) < 1: raise ConfigError(f"demo.{k} must be >= 1, got {getattr(self, k)}")
 
@@ -52,20 +91,33 @@ def train_config(dcfg:DemoConfig, method:str):
     out = Path(dcfg.out)
     kw = {'out': str(out / 'runs' / method), 'model.pretrained': str(out / 'pretrain'),
           'verifier.calibration': str(out / 'calibration.json'), 'seed': dcfg.seed, 'steps': dcfg.steps,
-          'optim.lr': dcfg.lr, 'eval.every': 0, 'eval.images': min(100, dcfg.eval_images),
-          'log.save_every': dcfg.steps, 'log.samples_every': max(1, dcfg.steps // 4), 'log.progress': dcfg.progress,
-          # one GAE λ for all three: the sentence reward must reach the first token
-          'ppo.gae_lambda': 0.95, **method_overrides(method)}
+          'eval.every': 0, 'eval.images': min(100, dcfg.eval_images), 'log.save_every': dcfg.steps,
+          'log.samples_every': max(1, dcfg.steps // 4), 'log.progress': dcfg.progress,
+          **DEMO_SETTINGS[dcfg.world]['train'], 'optim.lr': dcfg.lr, **method_overrides(method)}
     if dcfg.quick:
         kw.update({'model.quick': True, 'steps': 2, 'log.save_every': 2, 'log.samples_every': 1, 'rollout.batch': 16,
                    'ppo.minibatch_size': 8, 'ppo.epochs': 1, 'rollout.max_new_tokens': 24})
     return config_from_flat(kw)
 
+def world_models(pretrained, world:str='default', quick:bool=False, progress:bool=True) -> dict:
+    "Pretrain (or reuse) the tiny models of `world` (default or dense) in `pretrained`; returns `pretrain.json`."
+    from fisao.core import file_lock
+    from fisao.pretrain import PretrainConfig, pretrain, quick_pretrain_config, quick_world_config
+    from fisao.shapeworld import WorldConfig
+    from fisao.workspace import shapeworld_models
+    if world == 'default': return shapeworld_models(pretrained, quick, progress=progress)
+    if world != 'dense': raise ConfigError(f"world must be default or dense, got {world!r}")
+    # quick: small dev/test splits too (a smoke test's world, built in seconds)
+    cfg, wcfg = ((quick_pretrain_config(), quick_world_config(**DENSE_WORLD, n_dev=200, n_test=200)) if quick
+                 else (PretrainConfig(), WorldConfig(**DENSE_WORLD)))
+    with file_lock(Path(str(pretrained).rstrip('/') + '.lock')):
+        return pretrain(pretrained, cfg, wcfg, progress=progress)
+
 # %% ../nbs/13a_demo.ipynb
 # no effect on the result, or fixed by where the run lives
 _IGNORED_FIELDS = ('log.progress', 'out', 'model.pretrained', 'verifier.calibration')
 
-def _set_aside_if_stale(cfg) -> Path|None:
+def set_aside_if_stale(cfg) -> Path|None:
     """Move `cfg.out` to `OUT.old-N` when its `config.yaml` differs from `cfg` (paths and `progress` aside);
     returns the new place, if moved."""
     from fisao.config import config_flat
@@ -99,14 +151,26 @@ def pope_from_descriptions(questions, descriptions:dict, chair) -> tuple:
     return answers
 
 # %% ../nbs/13a_demo.ipynb
+def split_paths(world, split:str) -> dict:
+    """`world_paths` of the held-out `split` of the world in `world`; a `ConfigError` when the world has no such split
+    (built before it existed), naming the command that rebuilds it."""
+    from fisao.shapeworld import world_paths
+    P = world_paths(world, check_split(split, 'split'))
+    if not P['instances'].is_file():
+        raise ConfigError(f"the world in {world} has no {split!r} split ({P['instances']} is missing): its tiny models "
+                          f"were built before that split existed; rebuild them: delete {Path(world).parent} and run "
+                          "again (the default world also: fisao pretrain --force --out DIR)")
+    return P
+
 def evaluate_policy(model_dir, adapter, world, chair, pope_sets:dict, eval_images:int, seed:int=0,
-                    max_new_tokens:int=40, instruction:str='Describe the image.', progress:bool=True) -> dict:
-    "CHAIR (held-out) and description-read POPE of the policy `model_dir` (+ `adapter`): one row of the demo table."
+                    max_new_tokens:int=40, instruction:str='Describe the image.', progress:bool=True,
+                    split:str='val') -> dict:
+    """CHAIR on held-out `split` and description-read POPE (`pope_sets`: questions on the same split's images) of the
+    policy `model_dir` (+ `adapter`): one row of the demo table."""
     from fisao.data import load_image
     from fisao.eval import chair_run, pope_metrics
     from fisao.models import generate_texts, load_policy
-    from fisao.shapeworld import world_paths
-    P = world_paths(world, 'val')
+    P = split_paths(world, split)
     model, processor, kind = load_policy(model_dir, adapter)
     res, per = chair_run(model, processor, kind, P['instances'], P['images'], chair, n_images=eval_images, seed=seed,
                          prompt=instruction, max_new_tokens=max_new_tokens, batch_size=100, progress=progress)
@@ -119,40 +183,68 @@ def evaluate_policy(model_dir, adapter, world, chair, pope_sets:dict, eval_image
             for s, qs in pope_sets.items()}
     for r in pope.values(): r['answer_mode'] = 'description'
     row = {k: res[k] for k in ('chair_s', 'chair_i', 'recall', 'len', 'dup_per_caption', 'n_captions', 'n_mentions')}
-    row.update(pope_f1=sum(r['f1'] for r in pope.values()) / len(pope), pope=pope,
+    row.update(pope_f1=sum(r['f1'] for r in pope.values()) / len(pope), pope=pope, split=split,
                adapter=str(adapter) if adapter else None)
     return row, per
 
 # %% ../nbs/13a_demo.ipynb
-def _evaluate_all(dcfg:DemoConfig, out:Path, runs:dict) -> tuple:
-    "Held-out CHAIR and POPE of the SFT policy and of each trained adapter in `runs`: `(methods, n_eval, n_pope)`."
-    from fisao.chair import Chair, ChairVocab
+def pope_sets_for(instances, world:str, n_images:int, seed:int=0) -> dict:
+    "POPE's random / popular / adversarial questions on `n_images` of `instances` (`POPE_QUESTIONS[world]` per image)."
     from fisao.eval import build_pope
+    return {s: build_pope(instances, n_images=n_images, n_questions=POPE_QUESTIONS[world], split=s, seed=seed)
+            for s in ('random', 'popular', 'adversarial')}
+
+def _evaluate_all(dcfg:DemoConfig, out:Path, runs:dict) -> tuple:
+    """Held-out CHAIR and POPE (split `dcfg.split`) of the SFT policy and of each trained adapter in `runs`:
+    `(methods, n_eval, n_pope)`."""
+    from fisao.chair import Chair, ChairVocab
     world = out / 'pretrain' / 'world'
     chair = Chair(ChairVocab.from_file(world / 'vocab.txt'))
     n_pope = 10 if dcfg.quick else dcfg.pope_images
-    inst = world / 'annotations' / 'instances_val.json'
-    pope_sets = {s: build_pope(inst, n_images=n_pope, split=s, seed=dcfg.seed)
-                 for s in ('random', 'popular', 'adversarial')}
+    pope_sets = pope_sets_for(split_paths(world, dcfg.split)['instances'], dcfg.world, n_pope, dcfg.seed)
     n_eval = 40 if dcfg.quick else dcfg.eval_images
     methods, per_caption = {}, {}
     for name, adapter in [('sft', None)] + list(runs.items()):
         methods[name], per_caption[name] = evaluate_policy(out / 'pretrain' / 'llava', adapter, world, chair, pope_sets,
                                                            n_eval, dcfg.seed, max_new_tokens=24 if dcfg.quick else 40,
-                                                           progress=dcfg.progress)
+                                                           progress=dcfg.progress, split=dcfg.split)
     return methods, n_eval, n_pope
+
+def _train_all(dcfg:DemoConfig, stage) -> dict:
+    "Train (or reuse, or resume) each method's PPO run: `{method: adapter dir}`."
+    from fisao.trainer import FiSAOTrainer, list_checkpoints
+    runs = {}
+    for k, m in enumerate(dcfg.method_list, 1):
+        t0 = time.perf_counter()
+        cfg = train_config(dcfg, m)
+        set_aside_if_stale(cfg)
+        done = (Path(cfg.out) / 'summary.json').exists() and list_checkpoints(cfg.out)
+        if not done: FiSAOTrainer(cfg, resume=bool(list_checkpoints(cfg.out))).train()
+        runs[m] = list_checkpoints(cfg.out)[-1] / 'adapter'
+        print(f"[3/5 train {k}/{len(dcfg.method_list)}] {m}: {cfg.steps} PPO steps, "
+              f"reward {cfg.reward.reading}/{cfg.reward.source} {'(reused)' if done else ''} "
+              f"({stage('train_' + m, t0):.0f} s)")
+    return runs
+
+def _protocol(dcfg:DemoConfig, n_eval:int, n_pope:int) -> dict:
+    "The `protocol` of `results.json`: which images, split and decoding the table's numbers come from."
+    return {'chair': f'ShapeWorld {dcfg.split} ({dcfg.world} world), {n_eval} images (seed {dcfg.seed}), greedy, '
+                     f'max_new_tokens {24 if dcfg.quick else 40}, the world instruction',
+            'pope': f'{n_pope} {dcfg.split} images × {POPE_QUESTIONS[dcfg.world]} questions per split; answers read '
+                    'from the policy\'s description (answer_mode "description")',
+            'seeds': f'one seed ({dcfg.seed})'}
 
 def run_demo(dcfg:DemoConfig) -> dict:
     "Run the ShapeWorld demo (`fisao demo`); returns and writes `OUT/results.json`, writes `OUT/report.html`."
-    from fisao.trainer import FiSAOTrainer, list_checkpoints
     from fisao.viz import report
-    from fisao.workspace import run_calibration, shapeworld_models
+    from fisao.workspace import run_calibration
     out, timings, t_all = Path(dcfg.out), {}, time.perf_counter()
     def stage(name, t0): timings[name] = time.perf_counter() - t0; return timings[name]
     t0 = time.perf_counter()
-    meta = shapeworld_models(out / 'pretrain', dcfg.quick, progress=dcfg.progress)
-    print(f"[1/5 pretrain]  tiny CLIP + tiny LLaVA {'reused from the cache' if meta['cached'] else 'trained'} "
-          f"in {out / 'pretrain'} ({stage('pretrain', t0):.0f} s)")
+    meta = world_models(out / 'pretrain', dcfg.world, dcfg.quick, progress=dcfg.progress)
+    print(f"[1/5 pretrain]  tiny CLIP + tiny LLaVA ({dcfg.world} world) "
+          f"{'reused from the cache' if meta['cached'] else 'trained'} in {out / 'pretrain'} "
+          f"({stage('pretrain', t0):.0f} s)")
     t0 = time.perf_counter()
     if not (out / 'calibration.json').exists():
         # decoded like the runs' rollouts (their length: 24 tokens in the quick demo)
@@ -161,30 +253,18 @@ def run_demo(dcfg:DemoConfig) -> dict:
     cal = read_json(out / 'calibration.json')
     print(f"[2/5 calibrate] b_c {cal['b_c']:.3f}  b_h {cal['b_h']:.3f}  AUROC {cal['auroc']:.3f} on {cal['n_correct']} "
           f"correct / {cal['n_hallucinated']} hallucinated mentions ({stage('calibrate', t0):.0f} s)")
-    runs = {}
-    for k, m in enumerate(dcfg.method_list, 1):
-        t0 = time.perf_counter()
-        cfg = train_config(dcfg, m)
-        _set_aside_if_stale(cfg)
-        done = (Path(cfg.out) / 'summary.json').exists() and list_checkpoints(cfg.out)
-        if not done: FiSAOTrainer(cfg, resume=bool(list_checkpoints(cfg.out))).train()
-        runs[m] = list_checkpoints(cfg.out)[-1] / 'adapter'
-        print(f"[3/5 train {k}/{len(dcfg.method_list)}] {m}: {cfg.steps} PPO steps, "
-              f"reward {cfg.reward.reading}/{cfg.reward.source} {'(reused)' if done else ''} "
-              f"({stage('train_' + m, t0):.0f} s)")
+    runs = _train_all(dcfg, stage)
     t0 = time.perf_counter()
     methods, n_eval, n_pope = _evaluate_all(dcfg, out, runs)
-    print(f"[4/5 evaluate]  held-out CHAIR on {n_eval} images, POPE on {n_pope} images × 3 splits, "
+    print(f"[4/5 evaluate]  held-out CHAIR on {n_eval} {dcfg.split} images, POPE on {n_pope} images × 3 splits, "
           f"{len(methods)} policies ({stage('evaluate', t0):.0f} s)")
     timings['total'] = time.perf_counter() - t_all
-    res = {'methods': methods, 'timings': timings, 'quick': dcfg.quick, 'config': vars(dcfg).copy(),
+    res = {'methods': methods, 'timings': timings, 'quick': dcfg.quick, 'world': dcfg.world, 'split': dcfg.split,
+           'config': vars(dcfg).copy(),
            'calibration': {k: cal[k] for k in ('b_c', 'b_h', 'auroc', 'n_correct', 'n_hallucinated', 'template',
                                                'vision_weights_match', 'vision_max_abs_diff', 'decoding',
                                                'label_source') if k in cal},
-           'protocol': {'chair': f'ShapeWorld val, {n_eval} images (seed {dcfg.seed}), greedy, '
-                                 f'max_new_tokens {24 if dcfg.quick else 40}, the world instruction',
-                        'pope': f'{n_pope} val images × 6 questions per split; answers read from the '
-                                'policy\'s description (answer_mode "description")'},
+           'protocol': _protocol(dcfg, n_eval, n_pope),
            'sft_pretrain': {k: meta[k] for k in ('sft_val_chair_i', 'sft_val_recall', 'verifier_auroc_mentions')}}
     write_json(out / 'results.json', res)
     t0 = time.perf_counter()
@@ -195,12 +275,14 @@ def run_demo(dcfg:DemoConfig) -> dict:
     return res
 
 def print_table(res:dict) -> None:
-    "The demo's at-a-glance table (×100 for rates) and the timings."
-    print(f"\n{'method':<16}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>6}{'Dup':>6}{'POPE F1':>9}")
+    "The demo's at-a-glance table (×100 for rates), headed by its world, split and seed, and the timings."
+    split, world = res.get('split', 'val'), res.get('world', 'default')   # results.json before the split was recorded
+    print(f"\nShapeWorld {world} world, split {split} (one seed; rates ×100)")
+    print(f"{'method':<16}{'CHAIR_s':>8}{'CHAIR_i':>8}{'Recall':>8}{'Len':>6}{'Dup':>6}{'POPE F1':>9}")
     for name, r in res['methods'].items():
         print(f"{name:<16}{100 * r['chair_s']:8.1f}{100 * r['chair_i']:8.1f}"
               f"{100 * r['recall']:8.1f}{r['len']:6.1f}{r['dup_per_caption']:6.2f}{100 * r['pope_f1']:9.1f}")
     print('; '.join(f"{n}: {METHODS[n].label if n in METHODS else 'the SFT policy'}" for n in res['methods']))
-    print("(held-out ShapeWorld val; POPE F1 = mean of random/popular/adversarial, answers read from each "
+    print(f"(held-out ShapeWorld {split}; POPE F1 = mean of random/popular/adversarial, answers read from each "
           "policy's description)")
     print('timings: ' + ', '.join(f"{k} {v:.0f}s" for k, v in res['timings'].items()))
