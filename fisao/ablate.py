@@ -497,6 +497,10 @@ def _matched_sentence(r:dict) -> str:
     "The answer of `matched_kl_difference` in words."
     (lo, hi), d = r['ci']['chair_i'], r['diff']['chair_i']
     (rlo, rhi), rd = r['ci']['recall'], r['diff']['recall']
+    if r.get('min_seeds', 2) < 2:  # resampling one seed gives it back: no interval to report
+        return (f"{r['split']}: at matched KL ({min(r['kl']):.2f}–{max(r['kl']):.2f} nats, {len(r['kl'])} points), "
+                f"CHAIR_i of {r['a']} − {r['b']} = {100 * d:+.1f} points, recall {100 * rd:+.1f}: one seed per cell, "
+                "no interval — not evidence either way (run more --seeds)")
     verdict = (f"{r['a']} hallucinates less" if hi < 0 else f"{r['b']} hallucinates less" if lo > 0
                else 'no difference is shown')
     return (f"{r['split']}: at matched KL ({min(r['kl']):.2f}–{max(r['kl']):.2f} nats, {len(r['kl'])} points), "
@@ -527,6 +531,7 @@ def matched_kl_difference(rows:list, split:str, a:str, b:str, n_boot:int=2000, s
         ca, cb = (_curve(cs[m], metrics, [rng.integers(0, c['n'], c['n']) for c in cs[m]]) for m in (a, b))
         for m, v in diff(ca, cb).items(): boot[m][i] = v
     res.update(kl=[float(k) for k in at], diff=diff(curves[a], curves[b]),
+               min_seeds=min(c['n'] for m in (a, b) for c in cs[m]),
                ci={m: [float(x) for x in np.percentile(boot[m], [2.5, 97.5])] for m in metrics})
     return {**res, 'sentence': _matched_sentence(res)}
 
