@@ -164,7 +164,9 @@ def test_a_training_step_runs_with_each_group_estimator(estimator, quick_pretrai
     ids = trainer._last_rollout[0]
     assert len(ids) == 8 and all(ids[k] == ids[k - k % 4] for k in range(8)) and ids[0] != ids[4], ids
     (ro,) = seen
-    adv, ret = GROUP_ESTIMATORS[estimator](ro.rewards, ro.response_mask, 4)
+    # token_grpo: the trainer's one σ for the rollout (the std of every row's return)
+    kw = {'scale': float((ro.rewards * ro.response_mask).sum(-1).std())} if estimator == 'token_grpo' else {}
+    adv, ret = GROUP_ESTIMATORS[estimator](ro.rewards, ro.response_mask, 4, **kw)
     torch.testing.assert_close(ro.advantages, adv)
     torch.testing.assert_close(ro.returns, ret)
     for k in ('policy/clipfrac', 'policy/approx_kl', 'loss/policy', 'loss/value', 'val/explained_variance',
