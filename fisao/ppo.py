@@ -523,7 +523,8 @@ class PPOConfig:
     "GAE λ"
     advantage_estimator: str = 'gae'
     ("gae (masked GAE with the critic) | grpo (sequence GRPO: each sample's return standardised in its group) | "
-     "token_grpo (the return-to-go minus the group's leave-one-out baseline, over the group's return std)")
+     "token_grpo (the return-to-go minus the group's leave-one-out baseline, over one σ: the trainer passes "
+     "the std of all rows' returns)")
     group_size: int = 4
     "G: samples per prompt of grpo / token_grpo (each prompt repeated G times; rollout.batch must be a multiple of G)"
     whiten_rewards: bool = False

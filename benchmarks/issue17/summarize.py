@@ -4,14 +4,13 @@ import json
 import sys
 from pathlib import Path
 
-from fisao.ablate import t_interval
+from fisao.ablate import t_half
 
 world, split, *names = sys.argv[1:]
 def iv(xs, scale=100, fmt='.1f'):
     xs = [x * scale for x in xs]
-    lo, hi = t_interval(xs)
     m = sum(xs) / len(xs)
-    return f"{m:{fmt}} ± {(hi - lo) / 2:{fmt}}" if len(xs) > 1 else f"{m:{fmt}}"
+    return f"{m:{fmt}} ± {t_half(xs):{fmt}}" if len(xs) > 1 else f"{m:{fmt}}"
 for name in names:
     rows = []
     for d in sorted(Path(f'runs/x/{world}/{name}').glob('seed*')):
